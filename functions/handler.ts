@@ -1,0 +1,184 @@
+/**
+ * The HTTP adapter: route, authenticate, parse, call `shared/`, respond, log one line. No pool logic here.
+ */
+import type { Request, Response } from '@google-cloud/functions-framework';
+import {
+  type AdmissionReview,
+  AdmissionReviewSchema,
+  admissionResponse,
+  describeZodError,
+} from '../shared/admission.js';
+import { DEFAULT_CLUSTER, type Env } from '../shared/env.js';
+import { LOG_EVENTS, type Logger, type Severity } from '../shared/log.js';
+import type { AdmissionOutcome, MacPool } from '../shared/pool.js';
+import { bearerToken, clusterForToken, splitTokenPath } from './auth.js';
+
+/** S2: admission requests larger than this are refused with 413. */
+export const MAX_BODY_BYTES = 3 * 1024 * 1024;
+export const HEALTH_TIMEOUT_MS = 3_000;
+
+export const PATHS = {
+  mutateVirtualMachines: '/mutate-virtualmachines',
+  healthz: '/healthz',
+} as const;
+
+export interface HandlerDeps {
+  readonly env: Pick<Env, 'tokens'>;
+  readonly pool: MacPool;
+  /** Answers when Firestore does (GET /healthz). */
+  readonly ping: () => Promise<void>;
+  readonly log: Logger;
+  readonly clock?: () => number;
+}
+
+type Handler = (req: Request, res: Response) => Promise<void>;
+
+export function createHandler(deps: HandlerDeps): Handler {
+  const clock = deps.clock ?? (() => performance.now());
+  return async (req, res) => {
+    const started = clock();
+    const { token: pathToken, path } = splitTokenPath(req.path);
+    const fields: Record<string, unknown> = { path, method: req.method };
+    const finish = (status: number, body: unknown, severity: Severity = 'INFO', message = 'request') => {
+      res.status(status).json(body);
+      deps.log(severity, message, { ...fields, httpStatus: status, durationMs: round(clock() - started) });
+    };
+    try {
+      if (path === PATHS.healthz && req.method === 'GET') return await health(deps, finish);
+      const route = path === PATHS.mutateVirtualMachines ? path : undefined;
+      if (route === undefined) {
+        return finish(
+          404,
+          {
+            error: `unknown path ${path}; this function serves POST ${PATHS.mutateVirtualMachines} and GET ${PATHS.healthz}`,
+          },
+          'WARNING',
+        );
+      }
+      const cluster = authenticate(deps.env.tokens, pathToken ?? bearerToken(req.get('authorization')));
+      if (cluster === undefined) return finish(401, { error: 'unauthorized' }, 'WARNING', 'unauthorized request');
+      fields.cluster = cluster;
+      if (req.method !== 'POST') return finish(405, { error: `method ${req.method} not allowed; use POST` }, 'WARNING');
+      const size = bodySize(req);
+      if (size > MAX_BODY_BYTES) {
+        return finish(
+          413,
+          { error: `request body of ${size} bytes is over the limit of ${MAX_BODY_BYTES} bytes` },
+          'WARNING',
+        );
+      }
+      const parsed = parseReview(req);
+      if (!parsed.ok) return finish(400, { error: parsed.error }, 'WARNING', 'bad request');
+      const review = parsed.review;
+      const r = review.request;
+      Object.assign(fields, {
+        requestUid: r.uid,
+        operation: r.operation,
+        namespace: r.namespace,
+        name: r.name || undefined,
+        dryRun: r.dryRun === true,
+      });
+      if (
+        r.resource.group !== 'kubevirt.io' ||
+        r.resource.resource !== 'virtualmachines' ||
+        (r.subResource ?? '') !== ''
+      ) {
+        // F2: other kinds are not ours; let them through untouched.
+        fields.outcome = 'unsupported-resource';
+        return finish(200, admissionResponse(review.apiVersion, r.uid, { allowed: true }));
+      }
+      const outcome = await deps.pool.admitVm({ cluster, request: r });
+      Object.assign(fields, outcomeFields(outcome));
+      const [severity, message, event] = describeOutcome(outcome);
+      if (event !== undefined) fields.event = event;
+      return finish(200, admissionResponse(review.apiVersion, r.uid, outcome.verdict), severity, message);
+    } catch (e) {
+      // F3: a bug must not crash the process or answer 5xx; the API server gets a denial it can show.
+      fields.error = e instanceof Error ? (e.stack ?? e.message) : String(e);
+      const review = AdmissionReviewSchema.safeParse(req.body);
+      if (!review.success) return finish(400, { error: 'request could not be processed' }, 'ERROR', 'internal error');
+      const r = review.data.request;
+      const verdict =
+        r.operation === 'DELETE'
+          ? ({ allowed: true } as const)
+          : ({ allowed: false, code: 500, message: 'internal error in the MAC pool; see its logs' } as const);
+      return finish(200, admissionResponse(review.data.apiVersion, r.uid, verdict), 'ERROR', 'internal error');
+    }
+  };
+}
+
+function authenticate(tokens: Env['tokens'], presented: string | undefined): string | undefined {
+  // Without tokens the function only runs against the emulator (parseEnv refuses otherwise).
+  if (tokens.length === 0) return DEFAULT_CLUSTER;
+  return clusterForToken(tokens, presented);
+}
+
+async function health(deps: HandlerDeps, finish: (status: number, body: unknown, severity?: Severity) => void) {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      deps.ping(),
+      new Promise(
+        (_, reject) =>
+          (timer = setTimeout(() => reject(new Error('Firestore did not answer within 3 s')), HEALTH_TIMEOUT_MS)),
+      ),
+    ]);
+    finish(200, { status: 'ok' }, 'DEBUG');
+  } catch (e) {
+    finish(503, { status: 'unavailable', error: e instanceof Error ? e.message.split('\n')[0] : String(e) }, 'ERROR');
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function bodySize(req: Request): number {
+  const declared = Number(req.get('content-length') ?? NaN);
+  const raw = (req as Request & { rawBody?: Buffer }).rawBody?.length ?? 0;
+  return Number.isFinite(declared) ? Math.max(declared, raw) : raw;
+}
+
+function parseReview(req: Request): { ok: true; review: AdmissionReview } | { ok: false; error: string } {
+  let body: unknown = req.body;
+  if (Buffer.isBuffer(body) || typeof body === 'string') {
+    const text = body.toString();
+    if (text.trim() === '')
+      return { ok: false, error: 'request body is empty; expected an AdmissionReview JSON object' };
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return { ok: false, error: 'request body is not JSON; expected an AdmissionReview JSON object' };
+    }
+  }
+  if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
+    return { ok: false, error: 'request body is not a JSON object; expected an AdmissionReview' };
+  }
+  const parsed = AdmissionReviewSchema.safeParse(body);
+  if (!parsed.success) return { ok: false, error: `not an AdmissionReview: ${describeZodError(parsed.error)}` };
+  return { ok: true, review: parsed.data };
+}
+
+function outcomeFields(o: AdmissionOutcome): Record<string, unknown> {
+  return {
+    outcome: o.outcome,
+    attempts: o.attempts,
+    macs: o.assigned,
+    claimed: o.claimed,
+    released: o.released,
+    ...(o.verdict.allowed ? { allowed: true } : { allowed: false, denial: o.verdict.message }),
+    ...(o.detail !== undefined ? { detail: o.detail } : {}),
+  };
+}
+
+function describeOutcome(o: AdmissionOutcome): [Severity, string, string?] {
+  if (o.error?.code === 'range-full') return ['WARNING', LOG_EVENTS.rangeFull.message, LOG_EVENTS.rangeFull.event];
+  if (o.error?.code === 'unavailable' || o.error?.code === 'no-valid-config') return ['ERROR', 'admission denied'];
+  if (!o.verdict.allowed) return ['WARNING', 'admission denied'];
+  if (o.claimed.length > 0) return ['INFO', LOG_EVENTS.allocated.message, LOG_EVENTS.allocated.event];
+  if (o.outcome === 'allowed-without-pool' || o.outcome === 'allowed-without-release')
+    return ['WARNING', 'admission allowed without the pool'];
+  return ['INFO', 'admission allowed'];
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

@@ -1,0 +1,24 @@
+/**
+ * Cloud Functions entry point: target `macpool`. Parses the environment once; a bad environment stops the
+ * process before it serves anything.
+ */
+import * as ff from '@google-cloud/functions-framework';
+import { Firestore } from '@google-cloud/firestore';
+import { parseEnv } from '../shared/env.js';
+import { jsonLogger } from '../shared/log.js';
+import { createApp } from './app.js';
+
+export const FUNCTION_TARGET = 'macpool';
+/** Project id used against the emulator when none is configured. */
+export const DEV_PROJECT = 'macpool-dev';
+
+const env = parseEnv();
+const log = jsonLogger();
+if (env.tokens.length === 0) {
+  log('WARNING', 'MACPOOL_TOKENS is not set: serving UNAUTHENTICATED requests as cluster "default" (emulator only)', {
+    emulator: env.emulatorHost,
+  });
+}
+const projectId = env.projectId ?? (env.emulatorHost ? DEV_PROJECT : undefined);
+const db = new Firestore(projectId === undefined ? {} : { projectId });
+ff.http(FUNCTION_TARGET, createApp({ db, env, log }));

@@ -1,0 +1,426 @@
+/**
+ * The allocation plan: pure code that decides, from what was read from Firestore, which claims a request
+ * creates, keeps and releases, and which MACs go into the patch. It never performs I/O; `pool.ts` reads,
+ * calls it, and commits the writes it returns in one transaction.
+ *
+ * Every write carries a precondition (create: the document must not exist; update/delete: it must be
+ * unchanged since it was read). A commit therefore succeeds only if nothing it depends on changed, without
+ * holding read locks: requests touching different MACs never wait for each other.
+ */
+import type { DomainError } from './errors.js';
+import { formatMac, type Mac } from './mac.js';
+import { formatRange, inRange, type MacRange } from './range.js';
+import { parseMac } from './mac.js';
+import {
+  CLAIM_OPTIONAL_FIELDS,
+  claimPath,
+  type ClaimDoc,
+  type ClaimOrigin,
+  VM_OPTIONAL_FIELDS,
+  type VmClaim,
+  type VmDoc,
+  vmDocId,
+  vmDocPath,
+} from './documents.js';
+
+/** A document version (Firestore `updateTime`), opaque to the plan, used as a write precondition. */
+export type Version = { readonly isEqual: (other: never) => boolean };
+
+export interface Snapshot<T> {
+  readonly data: T | 'corrupt';
+  readonly version: Version;
+}
+
+/** What a plan knows. A MAC absent from `claims` was not read: the plan assumes it free and creates it. */
+export interface ReadState {
+  readonly claims: ReadonlyMap<string, Snapshot<ClaimDoc> | null>;
+  /** undefined: not read; null: known absent. */
+  readonly vm: Snapshot<VmDoc> | null | undefined;
+}
+
+export const EMPTY_STATE: ReadState = { claims: new Map(), vm: undefined };
+
+export type Write =
+  | { kind: 'create'; path: string; data: Record<string, unknown> }
+  | {
+      kind: 'update';
+      path: string;
+      data: Record<string, unknown>;
+      version: Version;
+      /** Optional fields to delete when `data` does not set them. */
+      optional: readonly string[];
+    }
+  | { kind: 'delete'; path: string; version?: Version };
+
+export interface Owner {
+  readonly cluster: string;
+  readonly namespace: string;
+  /** Empty for a `generateName` CREATE. */
+  readonly name: string;
+}
+
+export interface PlannedInterface {
+  readonly index: number;
+  readonly name: string;
+  /** Canonical MAC the interface carries (user-set or restored), if any. */
+  readonly mac?: string;
+  /** The interface's MAC is claimed for the VM. */
+  readonly claim: boolean;
+  /** The interface has no MAC and gets one from the pool. */
+  readonly allocate: boolean;
+}
+
+/** What happens to claims the VM holds but no longer uses: CREATE keeps them (its name may exist), UPDATE frees them. */
+export const LEFTOVER_POLICIES = ['keep', 'release'] as const;
+export type LeftoverPolicy = (typeof LEFTOVER_POLICIES)[number];
+
+export interface ClaimRequest {
+  readonly owner: Owner;
+  readonly generateName?: string;
+  /** The VM's uid when this admission knows it (UPDATE); recorded on the claims (D1). */
+  readonly uid?: string;
+  readonly requestUid: string;
+  readonly timestamp: string;
+  readonly now: Date;
+  readonly range: MacRange;
+  readonly cooldownMs: number;
+  readonly interfaces: readonly PlannedInterface[];
+  /** MACs the stored VM carries (UPDATE, DELETE): claims of a generateName request for them are this VM's (V12). */
+  readonly storedMacs: ReadonlySet<string>;
+  readonly leftovers: LeftoverPolicy;
+}
+
+export interface Assignment {
+  readonly index: number;
+  readonly interface: string;
+  readonly mac: string;
+}
+
+export interface Plan {
+  readonly assignments: readonly Assignment[];
+  readonly writes: readonly Write[];
+  readonly claimed: readonly string[];
+  readonly released: readonly string[];
+  readonly timestamp: string;
+  readonly warnings: readonly string[];
+  /** The same request was already committed: the answer repeats it and nothing is written (V13). */
+  readonly replay: boolean;
+  /** Candidates that turned out to be taken: a sign the range is dense here. */
+  readonly takenCandidates: number;
+}
+
+export type PlanResult =
+  | { readonly kind: 'plan'; readonly plan: Plan }
+  | { readonly kind: 'denied'; readonly error: DomainError }
+  | { readonly kind: 'short'; readonly missing: number; readonly takenCandidates: number };
+
+/** A claim the VM holds: active, and owned by it (or by its generateName request, V12). */
+export function heldBy(doc: ClaimDoc, owner: Owner, requestUid: string, storedMacs: ReadonlySet<string>): boolean {
+  if (doc.state === 'released') return false;
+  if (doc.cluster !== owner.cluster || doc.namespace !== owner.namespace) return false;
+  if (doc.name === '') return owner.name === '' ? doc.requestUid === requestUid : storedMacs.has(doc.mac);
+  return doc.name === owner.name;
+}
+
+/** A MAC automatic allocation may hand out: never claimed, or released longer ago than the cool-down (U5). */
+export function freeForAllocation(
+  snapshot: Snapshot<ClaimDoc> | null | undefined,
+  now: Date,
+  cooldownMs: number,
+): boolean {
+  if (snapshot === undefined || snapshot === null) return true;
+  if (snapshot.data === 'corrupt' || snapshot.data.state !== 'released') return false;
+  const releasedAt = snapshot.data.releasedAt ?? snapshot.data.updatedAt;
+  return releasedAt.getTime() + cooldownMs <= now.getTime();
+}
+
+/** Plans the claims of a CREATE or UPDATE. `candidates` are MACs to try, in order, for interfaces needing one. */
+export function planClaims(req: ClaimRequest, state: ReadState, candidates: readonly Mac[]): PlanResult {
+  const { owner, requestUid, storedMacs } = req;
+  const held = new Map<string, ClaimDoc & { version: Version }>();
+  for (const [mac, snap] of state.claims) {
+    if (snap && snap.data !== 'corrupt' && heldBy(snap.data, owner, requestUid, storedMacs)) {
+      held.set(mac, { ...snap.data, version: snap.version });
+    }
+  }
+  const vm = state.vm?.data === 'corrupt' ? undefined : (state.vm?.data ?? undefined);
+  const replayOf = vm !== undefined && vm.requestUid === requestUid ? vm : undefined;
+  const timestamp = replayOf?.transactionTimestamp ?? req.timestamp;
+
+  const used = new Set<string>();
+  const desired: { iface: PlannedInterface; mac: string; origin: ClaimOrigin }[] = [];
+  const warnings: string[] = [];
+
+  // 1. MACs the interfaces already carry (user-set, or restored from the stored VM).
+  for (const iface of req.interfaces) {
+    // An interface's MAC is claimed when the interface is managed, or when the VM already holds it (e.g. a
+    // MAC handed to a hot-plugged interface of any binding, U2).
+    if (iface.mac === undefined || !(iface.claim || held.has(iface.mac))) continue;
+    const snap = state.claims.get(iface.mac);
+    if (snap && !held.has(iface.mac) && (snap.data === 'corrupt' || snap.data.state !== 'released')) {
+      return { kind: 'denied', error: inUse(iface, iface.mac, snap.data, owner) };
+    }
+    if (!inRange(req.range, parseMac(iface.mac)!)) {
+      warnings.push(
+        `MAC address ${iface.mac} of interface ${iface.name} is outside the pool range ${formatRange(req.range)}; ` +
+          'it is reserved for this VM but the pool will not hand it out',
+      );
+    }
+    desired.push({ iface, mac: iface.mac, origin: held.get(iface.mac)?.origin ?? 'requested' });
+    used.add(iface.mac);
+  }
+
+  // 2. Interfaces without a MAC: reuse what the VM already holds for that interface (a retried or repeated
+  //    request, V13), otherwise take the next free candidate.
+  let next = 0;
+  let takenCandidates = 0;
+  let missing = 0;
+  for (const iface of req.interfaces) {
+    if (!iface.allocate) continue;
+    const reuse = [...held.values()]
+      .filter((c) => c.interface === iface.name && !used.has(c.mac))
+      .sort((a, b) => Number(b.requestUid === requestUid) - Number(a.requestUid === requestUid))[0];
+    if (reuse !== undefined) {
+      desired.push({ iface, mac: reuse.mac, origin: reuse.origin });
+      used.add(reuse.mac);
+      continue;
+    }
+    let found: string | undefined;
+    while (found === undefined && next < candidates.length) {
+      const mac = formatMac(candidates[next++]!);
+      if (used.has(mac) || held.has(mac)) continue;
+      if (freeForAllocation(state.claims.get(mac), req.now, req.cooldownMs)) found = mac;
+      else takenCandidates++;
+    }
+    if (found === undefined) {
+      missing++;
+      continue;
+    }
+    desired.push({ iface, mac: found, origin: 'allocated' });
+    used.add(found);
+  }
+  if (missing > 0) return { kind: 'short', missing, takenCandidates };
+
+  // 3. Writes: every desired claim is (re)written pending with this request's timestamp (V11); the reconcile
+  //    binds it once it sees the stored VM carrying the MAC.
+  const writes: Write[] = [];
+  const claimed: string[] = [];
+  for (const d of desired) {
+    const prior = held.get(d.mac);
+    if (prior === undefined) claimed.push(d.mac);
+    const data = claimData({
+      mac: d.mac,
+      state: 'pending',
+      owner,
+      iface: d.iface.name,
+      origin: d.origin,
+      uid: req.uid ?? prior?.uid,
+      requestUid,
+      timestamp,
+      createdAt: prior?.createdAt ?? req.now,
+      now: req.now,
+    });
+    writes.push(writeFor(claimPath(d.mac), data, state.claims.get(d.mac), CLAIM_OPTIONAL_FIELDS));
+  }
+
+  // 4. Claims held but no longer used.
+  const released: string[] = [];
+  const kept: VmClaim[] = [];
+  for (const h of held.values()) {
+    if (used.has(h.mac)) continue;
+    if (req.leftovers === 'keep') {
+      kept.push({ interface: h.interface, mac: h.mac });
+      continue;
+    }
+    released.push(h.mac);
+    writes.push(releaseWrite(h, h.version, requestUid, req.now, req.cooldownMs));
+  }
+
+  // 5. Claims of a generateName request now adopted by the named VM: their placeholder VM documents go.
+  if (owner.name !== '') {
+    const adopted = new Set([...held.values()].filter((h) => h.name === '' && h.requestUid).map((h) => h.requestUid!));
+    for (const uid of adopted) {
+      writes.push({ kind: 'delete', path: vmDocPath(owner.cluster, owner.namespace, vmDocId('', uid)) });
+    }
+  }
+
+  // 6. The VM document: the index of the VM's claims.
+  const vmClaims = [...desired.map((d) => ({ interface: d.iface.name, mac: d.mac })), ...kept];
+  const vmData: Record<string, unknown> = {
+    cluster: owner.cluster,
+    namespace: owner.namespace,
+    name: owner.name,
+    requestUid,
+    transactionTimestamp: timestamp,
+    claims: vmClaims,
+    createdAt: vm?.createdAt ?? req.now,
+    updatedAt: req.now,
+  };
+  const uid = req.uid ?? vm?.uid;
+  if (uid !== undefined) vmData.uid = uid;
+  if (req.generateName !== undefined) vmData.generateName = req.generateName;
+  const vmPath = vmDocPath(owner.cluster, owner.namespace, vmDocId(owner.name, requestUid));
+  writes.push(writeFor(vmPath, vmData, state.vm ?? undefined, VM_OPTIONAL_FIELDS));
+
+  const assignments = desired
+    .filter((d) => d.iface.allocate)
+    .map((d) => ({ index: d.iface.index, interface: d.iface.name, mac: d.mac }));
+  const replay = replayOf !== undefined && claimed.length === 0 && released.length === 0;
+  return {
+    kind: 'plan',
+    plan: {
+      assignments,
+      writes: replay ? [] : writes,
+      claimed,
+      released,
+      timestamp,
+      warnings,
+      replay,
+      takenCandidates,
+    },
+  };
+}
+
+export interface ReleaseRequest {
+  readonly owner: Owner;
+  /** `oldObject.metadata.uid` of the DELETE. */
+  readonly uid: string | undefined;
+  readonly requestUid: string;
+  readonly now: Date;
+  readonly cooldownMs: number;
+  readonly storedMacs: ReadonlySet<string>;
+}
+
+export interface ReleasePlan {
+  readonly writes: readonly Write[];
+  readonly released: readonly string[];
+  /** Claims left alone because they recorded another uid (a stale or forged DELETE, D1). */
+  readonly refused: readonly string[];
+}
+
+/** Plans a DELETE (D1): release the claims this VM holds, unless they recorded a different uid. */
+export function planRelease(req: ReleaseRequest, state: ReadState): ReleasePlan {
+  const vm = state.vm?.data === 'corrupt' ? undefined : (state.vm?.data ?? undefined);
+  const writes: Write[] = [];
+  const released: string[] = [];
+  const refused: string[] = [];
+  const uidMatches = (recorded: string | undefined) => recorded === undefined || recorded === req.uid;
+  const vmMatches = uidMatches(vm?.uid);
+  for (const [mac, snap] of state.claims) {
+    if (!snap || snap.data === 'corrupt' || !heldBy(snap.data, req.owner, req.requestUid, req.storedMacs)) continue;
+    if (!vmMatches || !uidMatches(snap.data.uid)) {
+      refused.push(mac);
+      continue;
+    }
+    released.push(mac);
+    writes.push(releaseWrite(snap.data, snap.version, req.requestUid, req.now, req.cooldownMs));
+  }
+  for (const requestUid of new Set(adoptedRequests(state, req))) {
+    if (vmMatches)
+      writes.push({ kind: 'delete', path: vmDocPath(req.owner.cluster, req.owner.namespace, vmDocId('', requestUid)) });
+  }
+  if (vmMatches && state.vm) {
+    writes.push({
+      kind: 'delete',
+      path: vmDocPath(req.owner.cluster, req.owner.namespace, req.owner.name),
+      version: state.vm.version,
+    });
+  }
+  return { writes, released, refused };
+}
+
+/** Request uids of generateName claims the stored VM carries: their placeholder VM documents go with them. */
+function adoptedRequests(state: ReadState, req: ReleaseRequest): string[] {
+  const uids: string[] = [];
+  for (const snap of state.claims.values()) {
+    const doc = snap?.data;
+    if (
+      doc &&
+      doc !== 'corrupt' &&
+      doc.name === '' &&
+      doc.requestUid &&
+      heldBy(doc, req.owner, req.requestUid, req.storedMacs)
+    ) {
+      uids.push(doc.requestUid);
+    }
+  }
+  return uids;
+}
+
+function inUse(iface: PlannedInterface, mac: string, holder: ClaimDoc | 'corrupt', owner: Owner): DomainError {
+  // S3: name the holder only inside the requester's own cluster and namespace.
+  const sameScope = holder !== 'corrupt' && holder.cluster === owner.cluster && holder.namespace === owner.namespace;
+  return sameScope && holder.name !== ''
+    ? { code: 'mac-in-use', interface: iface.name, mac, holder: holder.name }
+    : { code: 'mac-in-use', interface: iface.name, mac };
+}
+
+interface ClaimFields {
+  mac: string;
+  state: ClaimDoc['state'];
+  owner: Owner;
+  iface: string;
+  origin: ClaimOrigin;
+  uid: string | undefined;
+  requestUid: string;
+  timestamp: string | undefined;
+  createdAt: Date;
+  now: Date;
+  releasedAt?: Date;
+  expireAt?: Date;
+}
+
+/** A whole claim document, with no undefined values (Firestore refuses them). */
+export function claimData(f: ClaimFields): Record<string, unknown> {
+  const data: Record<string, unknown> = {
+    mac: f.mac,
+    state: f.state,
+    cluster: f.owner.cluster,
+    namespace: f.owner.namespace,
+    name: f.owner.name,
+    interface: f.iface,
+    origin: f.origin,
+    requestUid: f.requestUid,
+    createdAt: f.createdAt,
+    updatedAt: f.now,
+  };
+  if (f.uid !== undefined) data.uid = f.uid;
+  if (f.timestamp !== undefined) data.transactionTimestamp = f.timestamp;
+  if (f.releasedAt !== undefined) data.releasedAt = f.releasedAt;
+  if (f.expireAt !== undefined) data.expireAt = f.expireAt;
+  return data;
+}
+
+/** A claim put in cool-down (U5): the owner stays on record; automatic allocation skips it until it ends. */
+export function releaseWrite(
+  doc: ClaimDoc,
+  version: Version,
+  requestUid: string,
+  now: Date,
+  cooldownMs: number,
+): Write {
+  const data = claimData({
+    mac: doc.mac,
+    state: 'released',
+    owner: doc,
+    iface: doc.interface,
+    origin: doc.origin,
+    uid: doc.uid,
+    requestUid,
+    timestamp: doc.transactionTimestamp,
+    createdAt: doc.createdAt,
+    now,
+    releasedAt: now,
+    expireAt: new Date(now.getTime() + cooldownMs),
+  });
+  return { kind: 'update', path: claimPath(doc.mac), data, version, optional: CLAIM_OPTIONAL_FIELDS };
+}
+
+function writeFor(
+  path: string,
+  data: Record<string, unknown>,
+  snap: Snapshot<unknown> | null | undefined,
+  optional: readonly string[],
+): Write {
+  return snap ? { kind: 'update', path, data, version: snap.version, optional } : { kind: 'create', path, data };
+}

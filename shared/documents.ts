@@ -1,0 +1,99 @@
+import { z } from 'zod';
+
+/**
+ * Firestore layout (a public contract, documented in the README):
+ *
+ * - `config/kubeMacPoolConfiguration` — the range (`rangeStart`, `rangeEnd`), like the HyperConverged CR.
+ * - `config/settings` — `optMode`, `cooldownSeconds`, `waitTimeSeconds`.
+ * - `clusters/{cluster}/namespaces/{namespace}` — `labels` of the namespace that matter (opt-out/opt-in).
+ * - `clusters/{cluster}/namespaces/{namespace}/vms/{name}` — which MACs a VM holds (`~{requestUid}` while a
+ *   `generateName` VM has no name yet).
+ * - `macs/{mac}` — one claim per MAC, id in canonical form.
+ */
+export const COLLECTIONS = {
+  config: 'config',
+  clusters: 'clusters',
+  namespaces: 'namespaces',
+  vms: 'vms',
+  macs: 'macs',
+} as const;
+
+export const RANGE_DOC_ID = 'kubeMacPoolConfiguration';
+export const SETTINGS_DOC_ID = 'settings';
+
+export const CLAIM_STATES = ['pending', 'bound', 'released'] as const;
+export type ClaimState = (typeof CLAIM_STATES)[number];
+
+/** How a claim came to be: picked from the pool, asked for by the user, or restored by a reconcile. */
+export const CLAIM_ORIGINS = ['allocated', 'requested', 'healed'] as const;
+export type ClaimOrigin = (typeof CLAIM_ORIGINS)[number];
+
+/** Firestore returns Timestamps; macpool works with Dates. */
+const Time = z
+  .custom<{ toDate(): Date }>(
+    (v) => typeof v === 'object' && v !== null && typeof (v as { toDate?: unknown }).toDate === 'function',
+    'must be a timestamp',
+  )
+  .transform((t) => t.toDate());
+
+export const ClaimDocSchema = z.object({
+  mac: z.string(),
+  state: z.enum(CLAIM_STATES),
+  cluster: z.string(),
+  namespace: z.string(),
+  /** Empty while the VM was created with `generateName` and no later admission or reconcile named it. */
+  name: z.string(),
+  interface: z.string(),
+  origin: z.enum(CLAIM_ORIGINS),
+  uid: z.string().optional(),
+  requestUid: z.string().optional(),
+  transactionTimestamp: z.string().optional(),
+  createdAt: Time,
+  updatedAt: Time,
+  releasedAt: Time.optional(),
+  /** releasedAt + cool-down; only for the optional TTL policy that deletes old released claims. */
+  expireAt: Time.optional(),
+});
+export type ClaimDoc = z.infer<typeof ClaimDocSchema>;
+
+export const VmClaimSchema = z.object({ interface: z.string(), mac: z.string() });
+export type VmClaim = z.infer<typeof VmClaimSchema>;
+
+export const VmDocSchema = z.object({
+  cluster: z.string(),
+  namespace: z.string(),
+  name: z.string(),
+  generateName: z.string().optional(),
+  uid: z.string().optional(),
+  requestUid: z.string(),
+  transactionTimestamp: z.string(),
+  claims: z.array(VmClaimSchema),
+  createdAt: Time,
+  updatedAt: Time,
+});
+export type VmDoc = z.infer<typeof VmDocSchema>;
+
+export const NamespaceDocSchema = z.object({
+  labels: z.record(z.string(), z.string()).default({}),
+});
+
+/** Fields of a claim that may be absent; an update deletes the ones a new version does not carry. */
+export const CLAIM_OPTIONAL_FIELDS = ['uid', 'requestUid', 'transactionTimestamp', 'releasedAt', 'expireAt'] as const;
+export const VM_OPTIONAL_FIELDS = ['generateName', 'uid'] as const;
+
+/** Id of a VM document: the VM's name, or `~{requestUid}` before a generateName VM has one. */
+export function vmDocId(name: string, requestUid: string): string {
+  return name !== '' ? name : `~${requestUid}`;
+}
+
+export function vmDocPath(cluster: string, namespace: string, id: string): string {
+  return `${COLLECTIONS.clusters}/${cluster}/${COLLECTIONS.namespaces}/${namespace}/${COLLECTIONS.vms}/${id}`;
+}
+
+export function claimPath(mac: string): string {
+  return `${COLLECTIONS.macs}/${mac}`;
+}
+
+export function namespacePath(cluster: string, namespace: string): string {
+  return `${COLLECTIONS.clusters}/${cluster}/${COLLECTIONS.namespaces}/${namespace}`;
+}

@@ -1,0 +1,98 @@
+/**
+ * Domain errors: returned as values, never thrown. `denialStatus` is the one place that turns them into
+ * an AdmissionResponse status; the HTTP codes are the ones kubectl maps to the matching reason.
+ */
+export type DomainError =
+  | { code: 'invalid-mac'; interface: string; value: string }
+  | { code: 'multicast-mac'; interface: string; value: string }
+  | { code: 'duplicate-mac'; mac: string; first: string; second: string }
+  | { code: 'duplicate-interface-name'; interface: string }
+  | { code: 'mac-in-use'; interface: string; mac: string; holder?: string }
+  | { code: 'range-full'; range: string; coolingDown: number }
+  | { code: 'invalid-object'; path: string; problem: string }
+  | { code: 'no-valid-config'; reason: string }
+  | { code: 'contention'; attempts: number }
+  | { code: 'unavailable'; reason: string };
+
+export type DomainErrorCode = DomainError['code'];
+
+export const CONFIG_DOCUMENT_PATH = 'config/kubeMacPoolConfiguration';
+
+/** The denial text a user sees after `admission webhook "..." denied the request: `. Tests pin these. */
+export function errorMessage(error: DomainError): string {
+  switch (error.code) {
+    case 'invalid-mac':
+      return (
+        `invalid MAC address format for interface ${error.interface}: ${error.value} ` +
+        '(allowed: 48-bit MACs written aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff or aabb.ccdd.eeff)'
+      );
+    case 'multicast-mac':
+      return (
+        `invalid MAC address for interface ${error.interface}: ${error.value} is a multicast address ` +
+        '(the least significant bit of the first octet is set); a VM interface needs a unicast MAC'
+      );
+    case 'duplicate-mac':
+      return `duplicate MAC address ${error.mac} found on interfaces: ${error.first} and ${error.second}`;
+    case 'duplicate-interface-name':
+      return `Failed to mutate virtual machine: every interface must have a unique name (${error.interface} appears twice)`;
+    case 'mac-in-use':
+      return (
+        `MAC address ${error.mac} requested for interface ${error.interface} is already in use` +
+        (error.holder === undefined ? '' : ` by virtual machine ${error.holder}`)
+      );
+    case 'range-full':
+      return (
+        `the range is full: no free MAC left in ${error.range}` +
+        (error.coolingDown > 0 ? ` (${error.coolingDown} released MACs are cooling down)` : '') +
+        `; widen the range in ${CONFIG_DOCUMENT_PATH} or delete unused VMs`
+      );
+    case 'invalid-object':
+      return `invalid VirtualMachine: ${error.path}: ${error.problem}`;
+    case 'no-valid-config':
+      return `MAC pool has no valid range: ${error.reason}; fix the Firestore document ${CONFIG_DOCUMENT_PATH}`;
+    case 'contention':
+      return `MAC pool is busy: could not claim a MAC after ${error.attempts} attempts, retry the request`;
+    case 'unavailable':
+      return `MAC pool unavailable: ${error.reason}`;
+    default:
+      return error satisfies never;
+  }
+}
+
+/**
+ * HTTP code of the AdmissionResponse status (the API server returns it to the client).
+ *
+ * | code | reason | errors |
+ * |---|---|---|
+ * | 422 | Invalid | malformed, multicast or duplicate MACs, duplicate interface names, malformed VM |
+ * | 409 | Conflict | MAC in use, too much contention (retry) |
+ * | 403 | Forbidden | range full (like an exhausted ResourceQuota) |
+ * | 500 | InternalError | no valid range configured |
+ * | 503 | ServiceUnavailable | Firestore unreachable or too slow |
+ */
+export function errorHttpCode(error: DomainError): number {
+  switch (error.code) {
+    case 'invalid-mac':
+    case 'multicast-mac':
+    case 'duplicate-mac':
+    case 'duplicate-interface-name':
+    case 'invalid-object':
+      return 422;
+    case 'mac-in-use':
+    case 'contention':
+      return 409;
+    case 'range-full':
+      return 403;
+    case 'no-valid-config':
+      return 500;
+    case 'unavailable':
+      return 503;
+    default:
+      return error satisfies never;
+  }
+}
+
+/** Failures of the infrastructure (Firestore) surface as this error, thrown and caught at the edge. */
+export class PoolUnavailableError extends Error {
+  override readonly name = 'PoolUnavailableError';
+}

@@ -1,0 +1,135 @@
+import {
+  FieldPath,
+  FieldValue,
+  type DocumentSnapshot,
+  type Firestore,
+  type Precondition,
+  type Timestamp,
+} from '@google-cloud/firestore';
+import type { ReadState, Snapshot, Version, Write } from './allocator.js';
+import { claimPath, ClaimDocSchema, COLLECTIONS, type ClaimDoc, VmDocSchema } from './documents.js';
+import { formatMac, type Mac } from './mac.js';
+
+/** How a commit ended when it did not succeed. */
+export const COMMIT_FAILURES = ['conflict', 'transient'] as const;
+export type CommitFailure = (typeof COMMIT_FAILURES)[number];
+
+// gRPC status codes.
+const ABORTED = 10;
+const ALREADY_EXISTS = 6;
+const FAILED_PRECONDITION = 9;
+const NOT_FOUND = 5;
+const TRANSIENT = new Set([
+  1 /* CANCELLED */, 2 /* UNKNOWN */, 4 /* DEADLINE_EXCEEDED */, 13 /* INTERNAL */, 14 /* UNAVAILABLE */,
+  8 /* RESOURCE_EXHAUSTED */,
+]);
+
+/** A claim document seen by a range scan: enough to tell whether automatic allocation may take it. */
+export interface ScannedClaim {
+  readonly mac: string;
+  readonly snapshot: Snapshot<ClaimDoc>;
+}
+
+/** Firestore access for the pool: batched reads, range scans and precondition-guarded commits. */
+export class Store {
+  constructor(readonly db: Firestore) {}
+
+  /** Reads claims and (optionally) one VM document in a single round trip. Reads take no locks. */
+  async read(macs: readonly string[], vmPath: string | undefined): Promise<ReadState> {
+    const unique = [...new Set(macs)];
+    const refs = unique.map((m) => this.db.doc(claimPath(m)));
+    if (vmPath !== undefined) refs.push(this.db.doc(vmPath));
+    const snaps = refs.length === 0 ? [] : await this.db.getAll(...refs);
+    const claims = new Map<string, Snapshot<ClaimDoc> | null>();
+    unique.forEach((mac, i) =>
+      claims.set(
+        mac,
+        toSnapshot(snaps[i]!, (d) => ClaimDocSchema.safeParse(d)),
+      ),
+    );
+    const vm = vmPath === undefined ? undefined : toSnapshot(snaps[unique.length]!, (d) => VmDocSchema.safeParse(d));
+    return { claims, vm };
+  }
+
+  /** Reads more claims into an existing state. */
+  async readMore(state: ReadState, macs: readonly string[]): Promise<ReadState> {
+    const missing = macs.filter((m) => !state.claims.has(m));
+    if (missing.length === 0) return state;
+    const more = await this.read(missing, undefined);
+    return { claims: new Map([...state.claims, ...more.claims]), vm: state.vm };
+  }
+
+  /**
+   * Claims whose ids lie in `[from, to]` (a sub-range of the pool), in id order, at most `limit`. Canonical
+   * MAC ids have a fixed width, so id order is numeric order.
+   */
+  async scan(from: Mac, to: Mac, limit: number): Promise<ScannedClaim[]> {
+    const snap = await this.db
+      .collection(COLLECTIONS.macs)
+      .where(FieldPath.documentId(), '>=', formatMac(from))
+      .where(FieldPath.documentId(), '<=', formatMac(to))
+      .orderBy(FieldPath.documentId())
+      .limit(limit)
+      .get();
+    return snap.docs.map((d) => ({ mac: d.id, snapshot: toSnapshot(d, (x) => ClaimDocSchema.safeParse(x))! }));
+  }
+
+  /**
+   * Commits the writes atomically. The transaction only writes: every write carries its own precondition, so
+   * it holds no read locks and never waits on another request. `maxAttempts: 1` because a failed
+   * precondition must be re-planned from fresh reads, not replayed; the caller loops.
+   */
+  async commit(writes: readonly Write[]): Promise<void> {
+    if (writes.length === 0) return;
+    await this.db.runTransaction(
+      async (tx) => {
+        for (const w of writes) {
+          const ref = this.db.doc(w.path);
+          switch (w.kind) {
+            case 'create':
+              tx.create(ref, w.data);
+              break;
+            case 'update': {
+              const data: Record<string, unknown> = { ...w.data };
+              for (const field of w.optional) if (!(field in data)) data[field] = FieldValue.delete();
+              tx.update(ref, data, { lastUpdateTime: w.version as unknown as Timestamp });
+              break;
+            }
+            case 'delete':
+              if (w.version === undefined) tx.delete(ref);
+              else tx.delete(ref, { lastUpdateTime: w.version as unknown as Timestamp } satisfies Precondition);
+              break;
+            default:
+              w satisfies never;
+          }
+        }
+      },
+      { maxAttempts: 1 },
+    );
+  }
+
+  /** Reads a document's data, or undefined when it does not exist. */
+  async get(path: string): Promise<Record<string, unknown> | undefined> {
+    const snap = await this.db.doc(path).get();
+    return snap.exists ? (snap.data() as Record<string, unknown>) : undefined;
+  }
+}
+
+/** Sorts a Firestore error into a conflict (re-plan), a transient failure (retry), or neither (rethrow). */
+export function classifyCommitError(error: unknown): CommitFailure | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === ALREADY_EXISTS || code === FAILED_PRECONDITION || code === ABORTED || code === NOT_FOUND)
+    return 'conflict';
+  if (typeof code === 'number' && TRANSIENT.has(code)) return 'transient';
+  return undefined;
+}
+
+function toSnapshot<T>(
+  snap: DocumentSnapshot,
+  parse: (data: unknown) => { success: true; data: T } | { success: false },
+): Snapshot<T> | null {
+  if (!snap.exists) return null;
+  const parsed = parse(snap.data());
+  // A document an operator broke is never treated as free: it stays "in use" until someone fixes it.
+  return { data: parsed.success ? parsed.data : 'corrupt', version: snap.updateTime as unknown as Version };
+}

@@ -1,0 +1,114 @@
+/** AdmissionReview fixtures (from examples/, built from KubeVirt manifests) and builders for table tests. */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { applyPatch } from 'rfc6902';
+
+const EXAMPLES = join(import.meta.dirname, '..', '..', 'examples');
+
+/** Loads an example AdmissionReview, deep-cloned so a test can change it freely. */
+export function example(name: string): any {
+  return structuredClone(JSON.parse(readFileSync(join(EXAMPLES, `${name}.json`), 'utf8')));
+}
+
+export interface IfaceSpec {
+  name: string;
+  binding?: 'masquerade' | 'bridge' | 'sriov' | 'slirp' | 'passt';
+  network?: 'pod' | 'multus';
+  mac?: string;
+}
+
+/** A KubeVirt VirtualMachine with the given interfaces (and matching networks). */
+export function vm(
+  name: string,
+  namespace: string,
+  ifaces: IfaceSpec[],
+  extra: { uid?: string; annotations?: Record<string, string> } = {},
+): any {
+  return {
+    apiVersion: 'kubevirt.io/v1',
+    kind: 'VirtualMachine',
+    metadata: {
+      ...(name ? { name } : { generateName: 'vm-' }),
+      namespace,
+      ...(extra.uid ? { uid: extra.uid } : {}),
+      ...(extra.annotations ? { annotations: extra.annotations } : {}),
+    },
+    spec: {
+      runStrategy: 'Always',
+      template: {
+        spec: {
+          domain: {
+            devices: {
+              interfaces: ifaces.map((i) => ({
+                name: i.name,
+                [i.binding ?? (i.network === 'multus' ? 'bridge' : 'masquerade')]: {},
+                ...(i.mac !== undefined ? { macAddress: i.mac } : {}),
+              })),
+            },
+            resources: { requests: { memory: '128Mi' } },
+          },
+          networks: ifaces.map((i) =>
+            (i.network ?? 'pod') === 'pod'
+              ? { name: i.name, pod: {} }
+              : { name: i.name, multus: { networkName: `${i.name}-nad` } },
+          ),
+        },
+      },
+    },
+  };
+}
+
+export function review(
+  operation: 'CREATE' | 'UPDATE' | 'DELETE',
+  object: any,
+  oldObject: any = null,
+  options: { uid?: string; dryRun?: boolean; apiVersion?: string } = {},
+): any {
+  const meta = (object ?? oldObject).metadata;
+  return {
+    apiVersion: options.apiVersion ?? 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: options.uid ?? randomUUID(),
+      kind: { group: 'kubevirt.io', version: 'v1', kind: 'VirtualMachine' },
+      resource: { group: 'kubevirt.io', version: 'v1', resource: 'virtualmachines' },
+      ...(meta.name ? { name: meta.name } : {}),
+      namespace: meta.namespace,
+      operation,
+      userInfo: { username: 'kubernetes-admin' },
+      object,
+      oldObject,
+      dryRun: options.dryRun ?? false,
+    },
+  };
+}
+
+/** The JSON Patch of an AdmissionReview response, decoded. */
+export function patchOf(response: any): any[] {
+  const patch = response?.response?.patch;
+  return patch === undefined ? [] : JSON.parse(Buffer.from(patch, 'base64').toString('utf8'));
+}
+
+/** Applies the response's patch to the request object (strict RFC 6902) and returns the mutated VM. */
+export function mutated(request: any, response: any): any {
+  const object = structuredClone(request.request.object);
+  const errors = applyPatch(object, patchOf(response)).filter((e) => e !== null);
+  if (errors.length > 0) throw new Error(`patch does not apply: ${errors.map(String).join('; ')}`);
+  return object;
+}
+
+/** MACs of the VM's interfaces, by interface name. */
+export function macsOf(vmObject: any): Record<string, string | undefined> {
+  return Object.fromEntries(
+    (vmObject.spec.template.spec.domain.devices.interfaces as any[]).map((i) => [i.name, i.macAddress]),
+  );
+}
+
+/** The stored VM after admission: mutated, with a uid as the API server would give it. */
+export function stored(request: any, response: any, uid: string = randomUUID()): any {
+  const object = mutated(request, response);
+  object.metadata.uid = uid;
+  if (!object.metadata.name) object.metadata.name = `vm-${uid.slice(0, 5)}`;
+  return object;
+}

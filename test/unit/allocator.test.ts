@@ -1,0 +1,302 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type ClaimRequest,
+  freeForAllocation,
+  type PlannedInterface,
+  planClaims,
+  planRelease,
+  type ReadState,
+  type Snapshot,
+  type Version,
+} from '../../shared/allocator.js';
+import type { ClaimDoc, VmDoc } from '../../shared/documents.js';
+import { parseMac, type Mac } from '../../shared/mac.js';
+import { validateRange } from '../../shared/range.js';
+
+const NOW = new Date('2026-11-27T12:00:00Z');
+const V = { isEqual: () => true } as Version;
+const r = validateRange('02:00:00:00:00:00', '02:00:00:00:00:ff');
+if (!r.ok) throw new Error('fixture');
+const RANGE = r.range;
+const mac = (s: string) => parseMac(s)! as Mac;
+
+function claim(m: string, over: Partial<ClaimDoc> = {}): Snapshot<ClaimDoc> {
+  return {
+    version: V,
+    data: {
+      mac: m,
+      state: 'pending',
+      cluster: 'c',
+      namespace: 'ns',
+      name: 'vm1',
+      interface: 'default',
+      origin: 'allocated',
+      requestUid: 'r0',
+      transactionTimestamp: 'ts0',
+      createdAt: NOW,
+      updatedAt: NOW,
+      ...over,
+    },
+  };
+}
+
+function vmDoc(over: Partial<VmDoc> = {}): Snapshot<VmDoc> {
+  return {
+    version: V,
+    data: {
+      cluster: 'c',
+      namespace: 'ns',
+      name: 'vm1',
+      requestUid: 'r0',
+      transactionTimestamp: 'ts0',
+      claims: [],
+      createdAt: NOW,
+      updatedAt: NOW,
+      ...over,
+    },
+  };
+}
+
+const state = (claims: Record<string, Snapshot<ClaimDoc> | null>, vm?: Snapshot<VmDoc> | null): ReadState => ({
+  claims: new Map(Object.entries(claims)),
+  vm,
+});
+
+function request(interfaces: PlannedInterface[], over: Partial<ClaimRequest> = {}): ClaimRequest {
+  return {
+    owner: { cluster: 'c', namespace: 'ns', name: 'vm1' },
+    requestUid: 'r1',
+    timestamp: 'ts1',
+    now: NOW,
+    range: RANGE,
+    cooldownMs: 600_000,
+    interfaces,
+    storedMacs: new Set(),
+    leftovers: 'keep',
+    ...over,
+  };
+}
+
+const auto = (name: string, index = 0): PlannedInterface => ({ index, name, claim: true, allocate: true });
+const user = (name: string, m: string, index = 0): PlannedInterface => ({
+  index,
+  name,
+  mac: m,
+  claim: true,
+  allocate: false,
+});
+
+describe('planClaims', () => {
+  it('fresh CREATE: creates a claim per interface and the VM document, all with preconditions', () => {
+    const result = planClaims(request([auto('a', 0), auto('b', 1)]), state({}), [
+      mac('02:00:00:00:00:10'),
+      mac('02:00:00:00:00:11'),
+    ]);
+    expect(result.kind).toBe('plan');
+    if (result.kind !== 'plan') return;
+    expect(result.plan.assignments).toEqual([
+      { index: 0, interface: 'a', mac: '02:00:00:00:00:10' },
+      { index: 1, interface: 'b', mac: '02:00:00:00:00:11' },
+    ]);
+    expect(result.plan.writes.map((w) => [w.kind, w.path])).toEqual([
+      ['create', 'macs/02:00:00:00:00:10'],
+      ['create', 'macs/02:00:00:00:00:11'],
+      ['create', 'clusters/c/namespaces/ns/vms/vm1'],
+    ]);
+    expect(result.plan.writes[0]!.kind === 'create' && result.plan.writes[0]!.data).toMatchObject({
+      state: 'pending',
+      transactionTimestamp: 'ts1',
+      requestUid: 'r1',
+      name: 'vm1',
+    });
+  });
+
+  it('skips candidates that are taken or cooling down, takes one whose cool-down ended (U5)', () => {
+    const cooling = claim('02:00:00:00:00:11', { state: 'released', releasedAt: new Date(NOW.getTime() - 60_000) });
+    const cooled = claim('02:00:00:00:00:12', { state: 'released', releasedAt: new Date(NOW.getTime() - 600_000) });
+    const result = planClaims(
+      request([auto('a')]),
+      state({
+        '02:00:00:00:00:10': claim('02:00:00:00:00:10', { name: 'other' }),
+        '02:00:00:00:00:11': cooling,
+        '02:00:00:00:00:12': cooled,
+      }),
+      ['02:00:00:00:00:10', '02:00:00:00:00:11', '02:00:00:00:00:12'].map(mac),
+    );
+    expect(result.kind === 'plan' && result.plan.assignments[0]!.mac).toBe('02:00:00:00:00:12');
+    expect(result.kind === 'plan' && result.plan.writes[0]!.kind).toBe('update'); // a released claim is reused under its version
+    expect(result.kind === 'plan' && result.plan.takenCandidates).toBe(2);
+  });
+
+  it('returns short when the candidates run out', () => {
+    expect(planClaims(request([auto('a'), auto('b', 1)]), state({}), [mac('02:00:00:00:00:10')])).toEqual({
+      kind: 'short',
+      missing: 1,
+      takenCandidates: 0,
+    });
+  });
+
+  it.each([
+    {
+      name: 'same namespace: the holder is named',
+      holder: { name: 'vm2' },
+      expected: { code: 'mac-in-use', interface: 'eth', mac: '02:00:00:00:00:20', holder: 'vm2' },
+    },
+    {
+      name: 'other namespace: not named (S3)',
+      holder: { namespace: 'other', name: 'vm2' },
+      expected: { code: 'mac-in-use', interface: 'eth', mac: '02:00:00:00:00:20' },
+    },
+    {
+      name: 'other cluster: not named (S3)',
+      holder: { cluster: 'x', name: 'vm1' },
+      expected: { code: 'mac-in-use', interface: 'eth', mac: '02:00:00:00:00:20' },
+    },
+  ])('V5: a user MAC held by another VM is denied; $name', ({ holder, expected }) => {
+    const result = planClaims(
+      request([user('eth', '02:00:00:00:00:20')]),
+      state({ '02:00:00:00:00:20': claim('02:00:00:00:00:20', holder) }),
+      [],
+    );
+    expect(result).toEqual({ kind: 'denied', error: expected });
+  });
+
+  it('U5: a user may take a released MAC at once, even during its cool-down', () => {
+    const released = claim('02:00:00:00:00:20', { name: 'gone', state: 'released', releasedAt: NOW });
+    const result = planClaims(
+      request([user('eth', '02:00:00:00:00:20')]),
+      state({ '02:00:00:00:00:20': released }),
+      [],
+    );
+    expect(result.kind).toBe('plan');
+  });
+
+  it('V7: a user MAC outside the range is claimed with a warning', () => {
+    const result = planClaims(request([user('eth', '0a:00:00:00:00:01')]), state({}), []);
+    expect(result.kind === 'plan' && result.plan.warnings[0]).toContain('outside the pool range');
+    expect(result.kind === 'plan' && result.plan.claimed).toEqual(['0a:00:00:00:00:01']);
+  });
+
+  it('V13: the same request again replays: same MACs, same timestamp, nothing written', () => {
+    const held = claim('02:00:00:00:00:30', { requestUid: 'r1', transactionTimestamp: 'ts-first' });
+    const result = planClaims(
+      request([auto('default')]),
+      state(
+        { '02:00:00:00:00:30': held },
+        vmDoc({
+          requestUid: 'r1',
+          transactionTimestamp: 'ts-first',
+          claims: [{ interface: 'default', mac: '02:00:00:00:00:30' }],
+        }),
+      ),
+      [mac('02:00:00:00:00:99')],
+    );
+    expect(result.kind === 'plan' && result.plan).toMatchObject({
+      replay: true,
+      writes: [],
+      timestamp: 'ts-first',
+      assignments: [{ mac: '02:00:00:00:00:30' }],
+    });
+  });
+
+  it('V13: a CREATE of a name whose earlier CREATE never persisted reuses its claim by interface name', () => {
+    const result = planClaims(
+      request([auto('default')]),
+      state({ '02:00:00:00:00:30': claim('02:00:00:00:00:30') }, vmDoc()),
+      [mac('02:00:00:00:00:99')],
+    );
+    expect(result.kind === 'plan' && result.plan.assignments[0]!.mac).toBe('02:00:00:00:00:30');
+    expect(result.kind === 'plan' && result.plan.claimed).toEqual([]);
+    expect(result.kind === 'plan' && result.plan.timestamp).toBe('ts1');
+  });
+
+  it('UPDATE releases held claims the VM no longer uses (U3); CREATE keeps them', () => {
+    const held = { '02:00:00:00:00:40': claim('02:00:00:00:00:40', { interface: 'gone' }) };
+    const upd = planClaims(request([], { leftovers: 'release' }), state(held, vmDoc()), []);
+    expect(upd.kind === 'plan' && upd.plan.released).toEqual(['02:00:00:00:00:40']);
+    const released = upd.kind === 'plan' ? upd.plan.writes.find((w) => w.path === 'macs/02:00:00:00:00:40') : undefined;
+    expect(released?.kind === 'update' && released.data).toMatchObject({
+      state: 'released',
+      releasedAt: NOW,
+      expireAt: new Date(NOW.getTime() + 600_000),
+    });
+    const create = planClaims(request([], { leftovers: 'keep' }), state(held, vmDoc()), []);
+    expect(create.kind === 'plan' && create.plan.released).toEqual([]);
+  });
+
+  it('V12: claims of a generateName request are adopted by the named VM that carries them', () => {
+    const pending = claim('02:00:00:00:00:50', { name: '', requestUid: 'gen-1' });
+    const result = planClaims(
+      request([user('default', '02:00:00:00:00:50')], {
+        uid: 'uid-1',
+        storedMacs: new Set(['02:00:00:00:00:50']),
+        leftovers: 'release',
+      }),
+      state({ '02:00:00:00:00:50': pending }, null),
+      [],
+    );
+    expect(result.kind).toBe('plan');
+    if (result.kind !== 'plan') return;
+    const write = result.plan.writes.find((w) => w.path === 'macs/02:00:00:00:00:50');
+    expect(write?.kind === 'update' && write.data).toMatchObject({ name: 'vm1', uid: 'uid-1' });
+    expect(result.plan.writes).toContainEqual({ kind: 'delete', path: 'clusters/c/namespaces/ns/vms/~gen-1' });
+  });
+
+  it('a generateName claim is not adopted by a VM that does not carry the MAC', () => {
+    const pending = claim('02:00:00:00:00:50', { name: '', requestUid: 'gen-1' });
+    const result = planClaims(
+      request([user('default', '02:00:00:00:00:50')]),
+      state({ '02:00:00:00:00:50': pending }),
+      [],
+    );
+    expect(result.kind).toBe('denied');
+  });
+});
+
+describe('planRelease (D1)', () => {
+  const base = {
+    owner: { cluster: 'c', namespace: 'ns', name: 'vm1' },
+    requestUid: 'del',
+    now: NOW,
+    cooldownMs: 600_000,
+    storedMacs: new Set<string>(),
+  };
+  it.each([
+    { name: 'no uid recorded', recorded: undefined, presented: 'u1', released: 1 },
+    { name: 'matching uid', recorded: 'u1', presented: 'u1', released: 1 },
+    { name: 'another uid (stale or forged DELETE)', recorded: 'u1', presented: 'u2', released: 0 },
+  ])('$name', ({ recorded, presented, released }) => {
+    const s = state(
+      {
+        '02:00:00:00:00:60': claim('02:00:00:00:00:60', recorded ? { uid: recorded } : {}),
+        '02:00:00:00:00:61': claim('02:00:00:00:00:61', { name: 'vm2' }),
+      },
+      vmDoc(recorded ? { uid: recorded } : {}),
+    );
+    const plan = planRelease({ ...base, uid: presented }, s);
+    expect(plan.released).toHaveLength(released);
+    expect(plan.refused).toHaveLength(1 - released);
+    expect(plan.writes.some((w) => w.path === 'macs/02:00:00:00:00:61')).toBe(false);
+  });
+});
+
+describe('freeForAllocation', () => {
+  it.each([
+    { name: 'never claimed', snap: null, free: true },
+    { name: 'pending', snap: claim('m'), free: false },
+    { name: 'bound', snap: claim('m', { state: 'bound' }), free: false },
+    {
+      name: 'released 1 s ago',
+      snap: claim('m', { state: 'released', releasedAt: new Date(NOW.getTime() - 1000) }),
+      free: false,
+    },
+    {
+      name: 'released 10 min ago',
+      snap: claim('m', { state: 'released', releasedAt: new Date(NOW.getTime() - 600_000) }),
+      free: true,
+    },
+    { name: 'corrupt', snap: { data: 'corrupt' as const, version: V }, free: false },
+  ])('$name: $free', ({ snap, free }) => {
+    expect(freeForAllocation(snap, NOW, 600_000)).toBe(free);
+  });
+});
