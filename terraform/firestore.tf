@@ -1,0 +1,38 @@
+resource "google_firestore_database" "default" {
+  project     = var.project_id
+  name        = "(default)"
+  location_id = coalesce(var.firestore_location, var.region)
+  type        = "FIRESTORE_NATIVE"
+  # `terraform destroy` forgets the database and keeps its data; delete it by hand when nothing needs it.
+  deletion_policy = "ABANDON"
+
+  depends_on = [google_project_service.apis]
+}
+
+# Garbage collection only: the function sets expireAt on released claims (release time + cool-down), and Firestore
+# deletes them some time after that. Nothing depends on when.
+resource "google_firestore_field" "macs_expire_at" {
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "macs"
+  field      = "expireAt"
+
+  ttl_config {}
+}
+
+# The initial range. Written on the first apply only: operators, the HyperConverged sync and the macpool CLI own
+# the document afterwards, and Terraform must not revert their edits.
+resource "google_firestore_document" "range" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "config"
+  document_id = "kubeMacPoolConfiguration"
+  fields = jsonencode({
+    rangeStart = { stringValue = var.mac_range.start }
+    rangeEnd   = { stringValue = var.mac_range.end }
+  })
+
+  lifecycle {
+    ignore_changes = [fields]
+  }
+}

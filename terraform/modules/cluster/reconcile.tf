@@ -1,0 +1,150 @@
+# Reconcile (SPEC R1-R6): every few minutes, send the cluster's VMs and namespaces to the function, which confirms
+# claims, frees abandoned ones, heals missing ones and reports collisions.
+
+locals {
+  reconcile_name = "macpool-reconcile"
+  # A failed kubectl sends an empty body, which the function refuses with 400; curl then fails the job.
+  reconcile_script = <<-EOT
+    kubectl get virtualmachines,namespaces -A -o json | curl -sS --fail-with-body -X POST -H 'Content-Type: application/json' --data-binary @- "$MACPOOL_URL/t/$MACPOOL_TOKEN/reconcile"
+  EOT
+}
+
+resource "kubernetes_service_account_v1" "reconcile" {
+  metadata {
+    name      = local.reconcile_name
+    namespace = kubernetes_namespace_v1.macpool.metadata[0].name
+    labels    = local.labels
+  }
+}
+
+# Read-only inventory: VMs and namespaces, nothing else.
+resource "kubernetes_cluster_role_v1" "reconcile" {
+  metadata {
+    name   = local.reconcile_name
+    labels = local.labels
+  }
+
+  rule {
+    api_groups = ["kubevirt.io"]
+    resources  = ["virtualmachines"]
+    verbs      = ["get", "list"]
+  }
+
+  rule {
+    api_groups = [""]
+    resources  = ["namespaces"]
+    verbs      = ["get", "list"]
+  }
+}
+
+resource "kubernetes_cluster_role_binding_v1" "reconcile" {
+  metadata {
+    name   = local.reconcile_name
+    labels = local.labels
+  }
+
+  role_ref {
+    api_group = "rbac.authorization.k8s.io"
+    kind      = "ClusterRole"
+    name      = kubernetes_cluster_role_v1.reconcile.metadata[0].name
+  }
+
+  subject {
+    kind      = "ServiceAccount"
+    name      = kubernetes_service_account_v1.reconcile.metadata[0].name
+    namespace = kubernetes_service_account_v1.reconcile.metadata[0].namespace
+  }
+}
+
+resource "kubernetes_cron_job_v1" "reconcile" {
+  metadata {
+    name      = local.reconcile_name
+    namespace = kubernetes_namespace_v1.macpool.metadata[0].name
+    labels    = local.labels
+  }
+
+  spec {
+    schedule                      = var.schedule
+    concurrency_policy            = "Forbid"
+    starting_deadline_seconds     = 300
+    successful_jobs_history_limit = 1
+    failed_jobs_history_limit     = 3
+
+    job_template {
+      metadata {
+        labels = local.labels
+      }
+
+      spec {
+        backoff_limit           = 1
+        active_deadline_seconds = 600
+
+        template {
+          metadata {
+            labels = local.labels
+          }
+
+          spec {
+            service_account_name = kubernetes_service_account_v1.reconcile.metadata[0].name
+            restart_policy       = "Never"
+
+            security_context {
+              run_as_non_root = true
+              run_as_user     = 65534
+              run_as_group    = 65534
+              seccomp_profile {
+                type = "RuntimeDefault"
+              }
+            }
+
+            container {
+              name    = "reconcile"
+              image   = var.image
+              command = ["/bin/sh", "-c", local.reconcile_script]
+
+              env_from {
+                secret_ref {
+                  name = kubernetes_secret_v1.macpool.metadata[0].name
+                }
+              }
+
+              # kubectl writes its discovery cache under $HOME.
+              env {
+                name  = "HOME"
+                value = "/tmp"
+              }
+
+              security_context {
+                allow_privilege_escalation = false
+                read_only_root_filesystem  = true
+                capabilities {
+                  drop = ["ALL"]
+                }
+              }
+
+              resources {
+                requests = {
+                  cpu    = "100m"
+                  memory = "256Mi"
+                }
+                limits = {
+                  memory = "1Gi"
+                }
+              }
+
+              volume_mount {
+                name       = "tmp"
+                mount_path = "/tmp"
+              }
+            }
+
+            volume {
+              name = "tmp"
+              empty_dir {}
+            }
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,169 @@
+# The same objects as webhookConfigurations() in shared/webhooks.ts; test/unit/terraform.test.ts holds them equal.
+# Apply this module only once the function serves: the VM webhook fails closed.
+
+resource "kubernetes_mutating_webhook_configuration_v1" "macpool" {
+  metadata {
+    name   = "macpool-mutator"
+    labels = local.labels
+  }
+
+  # A VM must never be stored without the MAC it needs.
+  webhook {
+    name                      = "mutatevirtualmachines.kubemacpool.io"
+    admission_review_versions = ["v1", "v1beta1"]
+    failure_policy            = "Fail"
+    match_policy              = "Equivalent"
+    reinvocation_policy       = "Never"
+    side_effects              = "NoneOnDryRun"
+    timeout_seconds           = var.timeout_seconds
+
+    client_config {
+      url = "${local.url_prefix}/mutate-virtualmachines"
+    }
+
+    rule {
+      api_groups   = ["kubevirt.io"]
+      api_versions = ["v1"]
+      operations   = ["CREATE", "UPDATE"]
+      resources    = ["virtualmachines"]
+      scope        = "Namespaced"
+    }
+
+    namespace_selector {
+      match_expressions {
+        key      = "runlevel"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+      match_expressions {
+        key      = "openshift.io/run-level"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+      match_expressions {
+        key      = local.opt_expression.key
+        operator = local.opt_expression.operator
+        values   = local.opt_expression.values
+      }
+    }
+  }
+
+  # Fail-open: a VM can always be deleted, even with the function unreachable; reconcile frees what is missed.
+  webhook {
+    name                      = "releasevirtualmachines.kubemacpool.io"
+    admission_review_versions = ["v1", "v1beta1"]
+    failure_policy            = "Ignore"
+    match_policy              = "Equivalent"
+    reinvocation_policy       = "Never"
+    side_effects              = "NoneOnDryRun"
+    timeout_seconds           = var.timeout_seconds
+
+    client_config {
+      url = "${local.url_prefix}/mutate-virtualmachines"
+    }
+
+    rule {
+      api_groups   = ["kubevirt.io"]
+      api_versions = ["v1"]
+      operations   = ["DELETE"]
+      resources    = ["virtualmachines"]
+      scope        = "Namespaced"
+    }
+
+    namespace_selector {
+      match_expressions {
+        key      = "runlevel"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+      match_expressions {
+        key      = "openshift.io/run-level"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+      match_expressions {
+        key      = local.opt_expression.key
+        operator = local.opt_expression.operator
+        values   = local.opt_expression.values
+      }
+    }
+  }
+}
+
+resource "kubernetes_validating_webhook_configuration_v1" "macpool" {
+  metadata {
+    name   = "macpool-validator"
+    labels = local.labels
+  }
+
+  # Fail-open: namespace changes never wait on the function; reconcile resends every namespace's labels.
+  # No opt term in the selector: the function must see opt label changes in both directions.
+  webhook {
+    name                      = "syncnamespaces.kubemacpool.io"
+    admission_review_versions = ["v1", "v1beta1"]
+    failure_policy            = "Ignore"
+    match_policy              = "Equivalent"
+    side_effects              = "NoneOnDryRun"
+    timeout_seconds           = var.timeout_seconds
+
+    client_config {
+      url = "${local.url_prefix}/validate-namespaces"
+    }
+
+    rule {
+      api_groups   = [""]
+      api_versions = ["v1"]
+      operations   = ["CREATE", "UPDATE", "DELETE"]
+      resources    = ["namespaces"]
+      scope        = "Cluster"
+    }
+
+    namespace_selector {
+      match_expressions {
+        key      = "runlevel"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+      match_expressions {
+        key      = "openshift.io/run-level"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+    }
+  }
+
+  # Fail-open: HyperConverged edits stay possible with the function down; they are then not synced.
+  webhook {
+    name                      = "validatehyperconverged.kubemacpool.io"
+    admission_review_versions = ["v1", "v1beta1"]
+    failure_policy            = "Ignore"
+    match_policy              = "Equivalent"
+    side_effects              = "NoneOnDryRun"
+    timeout_seconds           = var.timeout_seconds
+
+    client_config {
+      url = "${local.url_prefix}/validate-hyperconverged"
+    }
+
+    rule {
+      api_groups   = ["hco.kubevirt.io"]
+      api_versions = ["v1beta1"]
+      operations   = ["CREATE", "UPDATE"]
+      resources    = ["hyperconvergeds"]
+      scope        = "Namespaced"
+    }
+
+    namespace_selector {
+      match_expressions {
+        key      = "runlevel"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+      match_expressions {
+        key      = "openshift.io/run-level"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+    }
+  }
+}
