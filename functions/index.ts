@@ -12,6 +12,9 @@ export const FUNCTION_TARGET = 'macpool';
 /** Project id used against the emulator when none is configured. */
 export const DEV_PROJECT = 'macpool-dev';
 
+// macpool exports no traces; without this the client wraps every call in (no-op) OpenTelemetry spans.
+process.env.FIRESTORE_ENABLE_TRACING ??= 'off';
+
 const env = parseEnv();
 const log = jsonLogger();
 if (env.tokens.length === 0) {

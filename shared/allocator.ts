@@ -11,17 +11,7 @@ import type { DomainError } from './errors.js';
 import { formatMac, type Mac } from './mac.js';
 import { formatRange, inRange, type MacRange } from './range.js';
 import { parseMac } from './mac.js';
-import {
-  CLAIM_OPTIONAL_FIELDS,
-  claimPath,
-  type ClaimDoc,
-  type ClaimOrigin,
-  VM_OPTIONAL_FIELDS,
-  type VmClaim,
-  type VmDoc,
-  vmDocId,
-  vmDocPath,
-} from './documents.js';
+import { CLAIM_OPTIONAL_FIELDS, claimPath, type ClaimDoc, type ClaimOrigin } from './documents.js';
 
 /** A document version (Firestore `updateTime`), opaque to the plan, used as a write precondition. */
 export type Version = { readonly isEqual: (other: never) => boolean };
@@ -31,14 +21,15 @@ export interface Snapshot<T> {
   readonly version: Version;
 }
 
-/** What a plan knows. A MAC absent from `claims` was not read: the plan assumes it free and creates it. */
+/**
+ * What a plan knows: the claims read (null: known absent). A MAC not in the map was not read: the plan
+ * assumes it free and creates it, and the create's precondition catches the case where it was not.
+ */
 export interface ReadState {
   readonly claims: ReadonlyMap<string, Snapshot<ClaimDoc> | null>;
-  /** undefined: not read; null: known absent. */
-  readonly vm: Snapshot<VmDoc> | null | undefined;
 }
 
-export const EMPTY_STATE: ReadState = { claims: new Map(), vm: undefined };
+export const EMPTY_STATE: ReadState = { claims: new Map() };
 
 export type Write =
   | { kind: 'create'; path: string; data: Record<string, unknown> }
@@ -76,7 +67,6 @@ export type LeftoverPolicy = (typeof LEFTOVER_POLICIES)[number];
 
 export interface ClaimRequest {
   readonly owner: Owner;
-  readonly generateName?: string;
   /** The VM's uid when this admission knows it (UPDATE); recorded on the claims (D1). */
   readonly uid?: string;
   readonly requestUid: string;
@@ -143,9 +133,9 @@ export function planClaims(req: ClaimRequest, state: ReadState, candidates: read
       held.set(mac, { ...snap.data, version: snap.version });
     }
   }
-  const vm = state.vm?.data === 'corrupt' ? undefined : (state.vm?.data ?? undefined);
-  const replayOf = vm !== undefined && vm.requestUid === requestUid ? vm : undefined;
-  const timestamp = replayOf?.transactionTimestamp ?? req.timestamp;
+  // A claim this very request wrote earlier: the request is being repeated (V13); answer as before.
+  const earlier = [...held.values()].find((h) => h.requestUid === requestUid && h.transactionTimestamp !== undefined);
+  const timestamp = earlier?.transactionTimestamp ?? req.timestamp;
 
   const used = new Set<string>();
   const desired: { iface: PlannedInterface; mac: string; origin: ClaimOrigin }[] = [];
@@ -225,47 +215,23 @@ export function planClaims(req: ClaimRequest, state: ReadState, candidates: read
 
   // 4. Claims held but no longer used.
   const released: string[] = [];
-  const kept: VmClaim[] = [];
-  for (const h of held.values()) {
-    if (used.has(h.mac)) continue;
-    if (req.leftovers === 'keep') {
-      kept.push({ interface: h.interface, mac: h.mac });
-      continue;
-    }
-    released.push(h.mac);
-    writes.push(releaseWrite(h, h.version, requestUid, req.now, req.cooldownMs));
-  }
-
-  // 5. Claims of a generateName request now adopted by the named VM: their placeholder VM documents go.
-  if (owner.name !== '') {
-    const adopted = new Set([...held.values()].filter((h) => h.name === '' && h.requestUid).map((h) => h.requestUid!));
-    for (const uid of adopted) {
-      writes.push({ kind: 'delete', path: vmDocPath(owner.cluster, owner.namespace, vmDocId('', uid)) });
+  if (req.leftovers === 'release') {
+    for (const h of held.values()) {
+      if (used.has(h.mac)) continue;
+      released.push(h.mac);
+      writes.push(releaseWrite(h, h.version, requestUid, req.now, req.cooldownMs));
     }
   }
-
-  // 6. The VM document: the index of the VM's claims.
-  const vmClaims = [...desired.map((d) => ({ interface: d.iface.name, mac: d.mac })), ...kept];
-  const vmData: Record<string, unknown> = {
-    cluster: owner.cluster,
-    namespace: owner.namespace,
-    name: owner.name,
-    requestUid,
-    transactionTimestamp: timestamp,
-    claims: vmClaims,
-    createdAt: vm?.createdAt ?? req.now,
-    updatedAt: req.now,
-  };
-  const uid = req.uid ?? vm?.uid;
-  if (uid !== undefined) vmData.uid = uid;
-  if (req.generateName !== undefined) vmData.generateName = req.generateName;
-  const vmPath = vmDocPath(owner.cluster, owner.namespace, vmDocId(owner.name, requestUid));
-  writes.push(writeFor(vmPath, vmData, state.vm ?? undefined, VM_OPTIONAL_FIELDS));
 
   const assignments = desired
     .filter((d) => d.iface.allocate)
     .map((d) => ({ index: d.iface.index, interface: d.iface.name, mac: d.mac }));
-  const replay = replayOf !== undefined && claimed.length === 0 && released.length === 0;
+  // Nothing new to claim or release, and every claim already records this request: a repeat, write nothing.
+  const replay =
+    earlier !== undefined &&
+    claimed.length === 0 &&
+    released.length === 0 &&
+    desired.every((d) => held.get(d.mac)?.requestUid === requestUid);
   return {
     kind: 'plan',
     plan: {
@@ -298,53 +264,21 @@ export interface ReleasePlan {
   readonly refused: readonly string[];
 }
 
-/** Plans a DELETE (D1): release the claims this VM holds, unless they recorded a different uid. */
+/** Plans a DELETE (D1): release the claims this VM holds, except those that recorded another uid. */
 export function planRelease(req: ReleaseRequest, state: ReadState): ReleasePlan {
-  const vm = state.vm?.data === 'corrupt' ? undefined : (state.vm?.data ?? undefined);
   const writes: Write[] = [];
   const released: string[] = [];
   const refused: string[] = [];
-  const uidMatches = (recorded: string | undefined) => recorded === undefined || recorded === req.uid;
-  const vmMatches = uidMatches(vm?.uid);
   for (const [mac, snap] of state.claims) {
     if (!snap || snap.data === 'corrupt' || !heldBy(snap.data, req.owner, req.requestUid, req.storedMacs)) continue;
-    if (!vmMatches || !uidMatches(snap.data.uid)) {
+    if (snap.data.uid !== undefined && snap.data.uid !== req.uid) {
       refused.push(mac);
       continue;
     }
     released.push(mac);
     writes.push(releaseWrite(snap.data, snap.version, req.requestUid, req.now, req.cooldownMs));
   }
-  for (const requestUid of new Set(adoptedRequests(state, req))) {
-    if (vmMatches)
-      writes.push({ kind: 'delete', path: vmDocPath(req.owner.cluster, req.owner.namespace, vmDocId('', requestUid)) });
-  }
-  if (vmMatches && state.vm) {
-    writes.push({
-      kind: 'delete',
-      path: vmDocPath(req.owner.cluster, req.owner.namespace, req.owner.name),
-      version: state.vm.version,
-    });
-  }
   return { writes, released, refused };
-}
-
-/** Request uids of generateName claims the stored VM carries: their placeholder VM documents go with them. */
-function adoptedRequests(state: ReadState, req: ReleaseRequest): string[] {
-  const uids: string[] = [];
-  for (const snap of state.claims.values()) {
-    const doc = snap?.data;
-    if (
-      doc &&
-      doc !== 'corrupt' &&
-      doc.name === '' &&
-      doc.requestUid &&
-      heldBy(doc, req.owner, req.requestUid, req.storedMacs)
-    ) {
-      uids.push(doc.requestUid);
-    }
-  }
-  return uids;
 }
 
 function inUse(iface: PlannedInterface, mac: string, holder: ClaimDoc | 'corrupt', owner: Owner): DomainError {

@@ -93,7 +93,8 @@ export class Cached<T> {
     private readonly maxAgeMs: number,
   ) {}
 
-  async get(): Promise<T> {
+  /** The value, synchronously while it may be served (the hot path allocates no promise), else a load. */
+  get(): T | Promise<T> {
     const age = this.value === undefined ? Infinity : this.now() - this.value.at;
     if (age <= this.freshMs) return this.value!.v;
     const refresh = this.refresh();
@@ -167,7 +168,7 @@ export class ConfigSource {
     );
   }
 
-  get(): Promise<ConfigResult> {
+  get(): ConfigResult | Promise<ConfigResult> {
     return this.cache.get();
   }
 }
@@ -188,7 +189,7 @@ export class NamespaceSource {
     private readonly now: () => number = Date.now,
   ) {}
 
-  labels(cluster: string, namespace: string): Promise<Record<string, string>> {
+  labels(cluster: string, namespace: string): Record<string, string> | Promise<Record<string, string>> {
     const key = `${cluster}/${namespace}`;
     let cache = this.caches.get(key);
     if (cache === undefined) {

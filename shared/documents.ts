@@ -6,15 +6,14 @@ import { z } from 'zod';
  * - `config/kubeMacPoolConfiguration` — the range (`rangeStart`, `rangeEnd`), like the HyperConverged CR.
  * - `config/settings` — `optMode`, `cooldownSeconds`, `waitTimeSeconds`.
  * - `clusters/{cluster}/namespaces/{namespace}` — `labels` of the namespace that matter (opt-out/opt-in).
- * - `clusters/{cluster}/namespaces/{namespace}/vms/{name}` — which MACs a VM holds (`~{requestUid}` while a
- *   `generateName` VM has no name yet).
- * - `macs/{mac}` — one claim per MAC, id in canonical form.
+ * - `macs/{mac}` — one claim per MAC, id in canonical form. The claims are the only record of who holds
+ *   what: a VM's claims are found by owner (cluster, namespace, name), or by request uid before a
+ *   `generateName` VM has a name.
  */
 export const COLLECTIONS = {
   config: 'config',
   clusters: 'clusters',
   namespaces: 'namespaces',
-  vms: 'vms',
   macs: 'macs',
 } as const;
 
@@ -56,39 +55,12 @@ export const ClaimDocSchema = z.object({
 });
 export type ClaimDoc = z.infer<typeof ClaimDocSchema>;
 
-export const VmClaimSchema = z.object({ interface: z.string(), mac: z.string() });
-export type VmClaim = z.infer<typeof VmClaimSchema>;
-
-export const VmDocSchema = z.object({
-  cluster: z.string(),
-  namespace: z.string(),
-  name: z.string(),
-  generateName: z.string().optional(),
-  uid: z.string().optional(),
-  requestUid: z.string(),
-  transactionTimestamp: z.string(),
-  claims: z.array(VmClaimSchema),
-  createdAt: Time,
-  updatedAt: Time,
-});
-export type VmDoc = z.infer<typeof VmDocSchema>;
-
 export const NamespaceDocSchema = z.object({
   labels: z.record(z.string(), z.string()).default({}),
 });
 
 /** Fields of a claim that may be absent; an update deletes the ones a new version does not carry. */
 export const CLAIM_OPTIONAL_FIELDS = ['uid', 'requestUid', 'transactionTimestamp', 'releasedAt', 'expireAt'] as const;
-export const VM_OPTIONAL_FIELDS = ['generateName', 'uid'] as const;
-
-/** Id of a VM document: the VM's name, or `~{requestUid}` before a generateName VM has one. */
-export function vmDocId(name: string, requestUid: string): string {
-  return name !== '' ? name : `~${requestUid}`;
-}
-
-export function vmDocPath(cluster: string, namespace: string, id: string): string {
-  return `${COLLECTIONS.clusters}/${cluster}/${COLLECTIONS.namespaces}/${namespace}/${COLLECTIONS.vms}/${id}`;
-}
 
 export function claimPath(mac: string): string {
   return `${COLLECTIONS.macs}/${mac}`;

@@ -2,24 +2,21 @@
  * The pool: admission of VirtualMachine CREATE, UPDATE and DELETE. Parse, decide (allocator.ts, pure),
  * persist (store.ts), and hand back a verdict; it never sees HTTP.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   type Assignment,
   EMPTY_STATE,
-  freeForAllocation,
   type Owner,
   type Plan,
   type PlannedInterface,
   planClaims,
   planRelease,
   type ReadState,
-  type Snapshot,
 } from './allocator.js';
 import type { AdmissionRequest, Verdict } from './admission.js';
 import { describeZodError } from './admission.js';
 import type { ConfigSource, NamespaceSource, PoolConfig } from './config.js';
 import { namespaceManaged } from './config.js';
-import { type ClaimDoc, vmDocId, vmDocPath } from './documents.js';
 import { type DomainError, errorHttpCode, errorMessage, PoolUnavailableError } from './errors.js';
 import {
   checkInterfaces,
@@ -34,18 +31,17 @@ import { canonicalMac, formatMac, type Mac } from './mac.js';
 import { type JsonPatchOp, macAddressOp, timestampOps } from './patch.js';
 import { formatRange, type MacRange, macAt, rangeSize } from './range.js';
 import { classifyCommitError, type Store } from './store.js';
+import { FreeList, type FreeScan, scanWindow } from './freelist.js';
 import { rfc3339Nano } from './timestamp.js';
 
 /** F1: every request is answered within 8 s; Firestore work gets this much of it. */
 export const FIRESTORE_BUDGET_MS = 7_000;
 /** Re-plans after a conflict before giving up with a `contention` denial (the budget usually ends first). */
 export const MAX_ATTEMPTS = 25;
-/** A range this small is always scanned: reading all its claims is cheaper than probing at random. */
+/** A range this small is served from a shared list of its free MACs, refreshed by full scans. */
 export const SCAN_ALWAYS_BELOW = 4_096n;
 /** After a candidate turned out taken, scan instead of probing at random for this long. */
 export const DENSE_HINT_MS = 30_000;
-const SCAN_PAGE = 256;
-const SCAN_WINDOW = 4_096n;
 
 export interface PoolDeps {
   readonly store: Store;
@@ -86,12 +82,14 @@ export class MacPool {
   private readonly randomBelow: (n: bigint) => bigint;
   private readonly budgetMs: number;
   private readonly denseUntil = new Map<string, number>();
+  private readonly freeList: FreeList;
 
   constructor(private readonly deps: PoolDeps) {
     this.store = deps.store;
     this.now = deps.now ?? (() => new Date());
     this.randomBelow = deps.randomBelow ?? randomBelow;
     this.budgetMs = deps.budgetMs ?? FIRESTORE_BUDGET_MS;
+    this.freeList = new FreeList(this.store);
   }
 
   /** Admits a VirtualMachine request. Throws only on bugs; Firestore trouble becomes a verdict. */
@@ -144,11 +142,9 @@ export class MacPool {
         claim: i.needsMac,
         allocate: i.needsMac && i.macText === undefined,
       }));
-      const generateName = owner.name === '' ? vm.metadata?.generateName : undefined;
       const result = await this.claim(
         {
           owner,
-          ...(generateName !== undefined ? { generateName } : {}),
           requestUid: request.uid,
           timestamp,
           interfaces,
@@ -275,9 +271,7 @@ export class MacPool {
         const config = await this.deps.config.get();
         const cooldownMs = (config.ok ? config.config.settings.cooldownSeconds : 600) * 1000;
         for (let attempt = 1; ; attempt++) {
-          const vmPath = vmDocPath(cluster, owner.namespace, owner.name);
-          let state = await this.store.read([...storedMacs], vmPath);
-          state = await this.store.readMore(state, vmClaimMacs(state));
+          const state = await this.readHeld(owner, request.uid, storedMacs);
           const plan = planRelease(
             { owner, uid: old.metadata?.uid, requestUid: request.uid, now: this.now(), cooldownMs, storedMacs },
             state,
@@ -306,10 +300,12 @@ export class MacPool {
     cluster: string,
     namespace: string,
   ): Promise<{ kind: 'ok'; config: PoolConfig } | { kind: 'skip' } | { kind: 'error'; error: DomainError }> {
-    const [config, labels] = await Promise.all([
-      this.deps.config.get(),
-      this.deps.namespaces.labels(cluster, namespace),
-    ]);
+    const pendingConfig = this.deps.config.get();
+    const pendingLabels = this.deps.namespaces.labels(cluster, namespace);
+    const [config, labels] =
+      pendingConfig instanceof Promise || pendingLabels instanceof Promise
+        ? await Promise.all([pendingConfig, pendingLabels])
+        : [pendingConfig, pendingLabels];
     if (!config.ok) return { kind: 'error', error: { code: 'no-valid-config', reason: config.reason } };
     if (!namespaceManaged(labels, config.config.settings.optMode)) return { kind: 'skip' };
     return { kind: 'ok', config: config.config };
@@ -317,9 +313,10 @@ export class MacPool {
 
   /**
    * Plans and commits claims, re-planning from fresh reads after a conflict. The first attempt of a CREATE
-   * is optimistic: it reads nothing and creates random candidates (in a large range they are free), so the
-   * common case is one commit and no read. Later attempts, dense ranges and updates read first and pick
-   * candidates from a scan of the claims.
+   * is optimistic: it reads nothing and creates candidates derived from the VM's identity (in a large range
+   * they are free), so the common case is one commit and no read. A repeated request derives the same
+   * candidates, so its commit fails on its own earlier claims and the next attempt finds and replays them.
+   * Later attempts, dense ranges and updates read first and, in dense ranges, pick from a scan.
    */
   private async claim(
     base: Omit<Parameters<typeof planClaims>[0], 'now' | 'range' | 'cooldownMs'>,
@@ -329,26 +326,24 @@ export class MacPool {
   ): Promise<ClaimRun> {
     const range = config.range;
     const cooldownMs = config.settings.cooldownSeconds * 1000;
-    const vmPath = vmDocPath(base.owner.cluster, base.owner.namespace, vmDocId(base.owner.name, base.requestUid));
-    const need = base.interfaces.filter((i) => i.allocate).length;
-    const userMacs = base.interfaces.flatMap((i) => (i.mac !== undefined ? [i.mac] : []));
+    const allocating = base.interfaces.filter((i) => i.allocate);
+    const need = allocating.length;
+    const derived = allocating.map((i) => derivedCandidate(range, base.owner, base.requestUid, i.name));
+    const known = [...base.interfaces.flatMap((i) => (i.mac !== undefined ? [i.mac] : [])), ...base.storedMacs];
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const now = this.now();
-      const scanning = this.isDense(range) || attempt > 1;
+      const scanning = this.isDense(range);
       const optimistic = attempt === 1 && first === 'optimistic' && mode === 'commit' && !scanning;
       let state: ReadState = EMPTY_STATE;
-      let candidates: Mac[] = [];
+      let candidates: Mac[] = derived;
       let exhaustive = false;
       if (!optimistic) {
-        state = await this.store.read([...userMacs, ...base.storedMacs], vmPath);
-        state = await this.store.readMore(state, vmClaimMacs(state));
-      }
-      if (need > 0) {
-        if (scanning) {
-          const scan = await this.scanFree(range, need, now, cooldownMs);
+        state = await this.readHeld(base.owner, base.requestUid, [...known, ...derived.map(formatMac)]);
+        if (need > 0 && scanning) {
+          const scan = await this.findFree(range, need, now, cooldownMs);
           candidates = scan.candidates;
           exhaustive = scan.exhaustive;
-          state = { claims: new Map([...scan.seen, ...state.claims]), vm: state.vm };
+          state = { claims: new Map([...scan.seen, ...state.claims]) };
           if (exhaustive && scan.candidates.length < need) {
             const plan = planClaims({ ...base, now, range, cooldownMs }, state, candidates);
             // The VM may already hold what it needs (a repeated request); only a real shortage is "full".
@@ -359,13 +354,14 @@ export class MacPool {
               attempts: attempt,
             };
           }
-        } else {
-          candidates = this.randomCandidates(range, need + 2);
-          if (!optimistic) state = await this.store.readMore(state, candidates.map(formatMac));
+        } else if (need > 0) {
+          const random = this.randomCandidates(range, need + 2);
+          state = await this.readMore(state, random.map(formatMac));
+          candidates = [...derived, ...random];
         }
       }
       const plan = planClaims({ ...base, now, range, cooldownMs }, state, candidates);
-      if (plan.kind === 'short' || (plan.kind === 'plan' && plan.plan.takenCandidates > 0)) this.markDense(range);
+      if (plan.kind === 'short' || (plan.kind === 'plan' && plan.plan.takenCandidates > need)) this.markDense(range);
       if (plan.kind === 'short') {
         if (exhaustive)
           return {
@@ -378,11 +374,12 @@ export class MacPool {
       if (plan.kind === 'denied' || mode === 'plan') return settle(plan, attempt);
       try {
         await this.store.commit(plan.plan.writes);
+        this.freeList.forget(plan.plan.claimed);
         return { kind: 'plan', plan: plan.plan, attempts: attempt };
       } catch (e) {
-        const failure = classifyCommitError(e);
-        if (failure === undefined) throw e;
-        if (optimistic && need > 0 && failure === 'conflict') this.markDenseIfSmall(range);
+        if (classifyCommitError(e) === undefined) throw e;
+        // Someone else took (at least one of) these: do not offer them again.
+        this.freeList.forget(plan.plan.claimed);
         // Spread the retries of requests that collided so they do not collide again.
         await sleep(Number(this.randomBelow(BigInt(5 + 10 * attempt))));
       }
@@ -390,45 +387,25 @@ export class MacPool {
     return { kind: 'denied', error: { code: 'contention', attempts: MAX_ATTEMPTS }, attempts: MAX_ATTEMPTS };
   }
 
-  /**
-   * Free MACs found by scanning the claims from a random offset, in windows, wrapping around the range, until
-   * enough are found or the whole range was seen. Gaps between claim ids are free; released claims past
-   * their cool-down are free too. Returns them shuffled so concurrent requests spread over them.
-   */
-  private async scanFree(
-    range: MacRange,
-    need: number,
-    now: Date,
-    cooldownMs: number,
-  ): Promise<{ candidates: Mac[]; seen: Map<string, Snapshot<ClaimDoc>>; exhaustive: boolean; coolingDown: number }> {
-    const size = rangeSize(range);
+  /** The given claims and every claim recorded for the VM, read in parallel. */
+  private async readHeld(owner: Owner, requestUid: string, macs: Iterable<string>): Promise<ReadState> {
+    const [state, recorded] = await Promise.all([this.store.read(macs), this.store.claimsOf(owner, requestUid)]);
+    return { claims: new Map([...recorded, ...state.claims]) };
+  }
+
+  private async readMore(state: ReadState, macs: readonly string[]): Promise<ReadState> {
+    const missing = macs.filter((m) => !state.claims.has(m));
+    if (missing.length === 0) return state;
+    const more = await this.store.read(missing);
+    return { claims: new Map([...state.claims, ...more.claims]) };
+  }
+
+  /** Free MACs of a dense range: the shared free list for small ranges, a windowed scan for large ones. */
+  private findFree(range: MacRange, need: number, now: Date, cooldownMs: number): Promise<FreeScan> {
     const want = Math.max(need * 4, 16);
-    const free: Mac[] = [];
-    const seen = new Map<string, Snapshot<ClaimDoc>>();
-    let coolingDown = 0;
-    let offset = this.randomBelow(size);
-    let covered = 0n;
-    while (covered < size && free.length < want) {
-      const from = macAt(range, offset);
-      const remaining = size - covered;
-      const windowLength = minBig(minBig(SCAN_WINDOW, remaining), range.end - from + 1n);
-      const to = (from + windowLength - 1n) as Mac;
-      const docs = await this.store.scan(from, to, SCAN_PAGE);
-      const spanEnd = docs.length === SCAN_PAGE ? BigInt('0x' + docs[docs.length - 1]!.mac.replace(/:/g, '')) : to;
-      const taken = new Set<bigint>();
-      for (const d of docs) {
-        const mac = BigInt('0x' + d.mac.replace(/:/g, ''));
-        taken.add(mac);
-        seen.set(d.mac, d.snapshot);
-        if (freeForAllocation(d.snapshot, now, cooldownMs)) free.push(mac as Mac);
-        else if (d.snapshot.data !== 'corrupt' && d.snapshot.data.state === 'released') coolingDown++;
-      }
-      for (let a = from; a <= spanEnd && free.length < want; a++) if (!taken.has(a)) free.push(a as Mac);
-      const spanLength = spanEnd - from + 1n;
-      covered += spanLength;
-      offset += spanLength;
-    }
-    return { candidates: shuffle(free, this.randomBelow), seen, exhaustive: covered >= size, coolingDown };
+    return rangeSize(range) < SCAN_ALWAYS_BELOW
+      ? this.freeList.take(range, need, want, now, cooldownMs, this.randomBelow)
+      : scanWindow(this.store, range, want, now, cooldownMs, this.randomBelow);
   }
 
   private randomCandidates(range: MacRange, count: number): Mac[] {
@@ -446,11 +423,6 @@ export class MacPool {
 
   private markDense(range: MacRange): void {
     this.denseUntil.set(formatRange(range), Date.now() + DENSE_HINT_MS);
-  }
-
-  private markDenseIfSmall(range: MacRange): void {
-    // In a huge range a conflict on a random candidate is a fluke, far likelier a repeated request.
-    if (rangeSize(range) < 1n << 32n) this.markDense(range);
   }
 
   private timestamp(): string {
@@ -512,9 +484,14 @@ function withMacs(vm: VirtualMachine, interfaces: readonly VmInterface[]): Virtu
   return copy;
 }
 
-function vmClaimMacs(state: ReadState): string[] {
-  const vm = state.vm?.data;
-  return vm && vm !== 'corrupt' ? vm.claims.map((c) => c.mac) : [];
+/**
+ * The first MAC tried for an interface, derived from the VM's identity (or the request, for generateName):
+ * spread uniformly over the range, and the same every time the same VM asks again.
+ */
+export function derivedCandidate(range: MacRange, owner: Owner, requestUid: string, iface: string): Mac {
+  const identity = [owner.cluster, owner.namespace, owner.name === '' ? `~${requestUid}` : owner.name, iface].join('/');
+  const digest = BigInt('0x' + createHash('sha256').update(identity).digest('hex').slice(0, 24));
+  return macAt(range, digest % rangeSize(range));
 }
 
 function assignmentOps(assignments: readonly Assignment[]): JsonPatchOp[] {
@@ -575,20 +552,8 @@ function describe(e: unknown): string {
   return code === undefined ? message : `Firestore error ${String(code)}: ${message}`;
 }
 
-function minBig(a: bigint, b: bigint): bigint {
-  return a < b ? a : b;
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function shuffle<T>(items: T[], random: (n: bigint) => bigint): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Number(random(BigInt(i + 1)));
-    [items[i], items[j]] = [items[j]!, items[i]!];
-  }
-  return items;
 }
 
 /** Uniform random integer in [0, n) from the OS's CSPRNG (rejection sampling, no modulo bias). */

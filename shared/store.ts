@@ -6,8 +6,8 @@ import {
   type Precondition,
   type Timestamp,
 } from '@google-cloud/firestore';
-import type { ReadState, Snapshot, Version, Write } from './allocator.js';
-import { claimPath, ClaimDocSchema, COLLECTIONS, type ClaimDoc, VmDocSchema } from './documents.js';
+import type { Owner, ReadState, Snapshot, Version, Write } from './allocator.js';
+import { claimPath, ClaimDocSchema, COLLECTIONS, type ClaimDoc } from './documents.js';
 import { formatMac, type Mac } from './mac.js';
 
 /** How a commit ended when it did not succeed. */
@@ -24,22 +24,23 @@ const TRANSIENT = new Set([
   8 /* RESOURCE_EXHAUSTED */,
 ]);
 
-/** A claim document seen by a range scan: enough to tell whether automatic allocation may take it. */
+/**
+ * A claim document seen by a range scan. Only released claims are parsed (automatic allocation may reuse
+ * them after their cool-down); any other state just means "taken".
+ */
 export interface ScannedClaim {
   readonly mac: string;
-  readonly snapshot: Snapshot<ClaimDoc>;
+  readonly released: Snapshot<ClaimDoc> | undefined;
 }
 
 /** Firestore access for the pool: batched reads, range scans and precondition-guarded commits. */
 export class Store {
   constructor(readonly db: Firestore) {}
 
-  /** Reads claims and (optionally) one VM document in a single round trip. Reads take no locks. */
-  async read(macs: readonly string[], vmPath: string | undefined): Promise<ReadState> {
+  /** Reads claims in a single round trip (null for those that do not exist). Reads take no locks. */
+  async read(macs: Iterable<string>): Promise<ReadState> {
     const unique = [...new Set(macs)];
-    const refs = unique.map((m) => this.db.doc(claimPath(m)));
-    if (vmPath !== undefined) refs.push(this.db.doc(vmPath));
-    const snaps = refs.length === 0 ? [] : await this.db.getAll(...refs);
+    const snaps = unique.length === 0 ? [] : await this.db.getAll(...unique.map((m) => this.db.doc(claimPath(m))));
     const claims = new Map<string, Snapshot<ClaimDoc> | null>();
     unique.forEach((mac, i) =>
       claims.set(
@@ -47,16 +48,24 @@ export class Store {
         toSnapshot(snaps[i]!, (d) => ClaimDocSchema.safeParse(d)),
       ),
     );
-    const vm = vmPath === undefined ? undefined : toSnapshot(snaps[unique.length]!, (d) => VmDocSchema.safeParse(d));
-    return { claims, vm };
+    return { claims };
   }
 
-  /** Reads more claims into an existing state. */
-  async readMore(state: ReadState, macs: readonly string[]): Promise<ReadState> {
-    const missing = macs.filter((m) => !state.claims.has(m));
-    if (missing.length === 0) return state;
-    const more = await this.read(missing, undefined);
-    return { claims: new Map([...state.claims, ...more.claims]), vm: state.vm };
+  /**
+   * The claims recorded for a VM: by owner, or by request uid while a generateName VM has no name (V12).
+   * Equality filters only, which Firestore serves without a composite index.
+   */
+  async claimsOf(owner: Owner, requestUid: string): Promise<Map<string, Snapshot<ClaimDoc>>> {
+    const macs = this.db.collection(COLLECTIONS.macs);
+    const query =
+      owner.name === ''
+        ? macs.where('requestUid', '==', requestUid)
+        : macs
+            .where('cluster', '==', owner.cluster)
+            .where('namespace', '==', owner.namespace)
+            .where('name', '==', owner.name);
+    const snap = await query.get();
+    return new Map(snap.docs.map((d) => [d.id, toSnapshot(d, (x) => ClaimDocSchema.safeParse(x))!]));
   }
 
   /**
@@ -71,7 +80,10 @@ export class Store {
       .orderBy(FieldPath.documentId())
       .limit(limit)
       .get();
-    return snap.docs.map((d) => ({ mac: d.id, snapshot: toSnapshot(d, (x) => ClaimDocSchema.safeParse(x))! }));
+    return snap.docs.map((d) => ({
+      mac: d.id,
+      released: d.get('state') === 'released' ? toSnapshot(d, (x) => ClaimDocSchema.safeParse(x))! : undefined,
+    }));
   }
 
   /**

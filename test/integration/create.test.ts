@@ -245,8 +245,11 @@ describe('VM CREATE', () => {
     const upd = await h.post(MUTATE, review('UPDATE', next, storedVm));
     expect(upd.body.response.allowed).toBe(true);
     expect((await claims(h.db)).get(mac)).toMatchObject({ name: 'vm-x7k2q', uid: 'uid-v12', state: 'pending' });
-    expect((await h.db.doc(`clusters/default/namespaces/default/vms/~${req.request.uid}`).get()).exists).toBe(false);
-    expect((await h.db.doc('clusters/default/namespaces/default/vms/vm-x7k2q').get()).data()?.claims).toHaveLength(2);
+    const owned = [...(await activeClaims(h.db)).values()].filter((c) => c.name === 'vm-x7k2q');
+    expect(owned.map((c) => c.interface).sort()).toEqual(['default', 'extra']);
+    expect(
+      [...(await activeClaims(h.db)).values()].filter((c) => c.requestUid === req.request.uid && c.name === ''),
+    ).toEqual([]);
   });
 
   it('V13: the same AdmissionReview twice gets the same answer and leaves the same claims', async () => {

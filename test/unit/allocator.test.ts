@@ -9,7 +9,7 @@ import {
   type Snapshot,
   type Version,
 } from '../../shared/allocator.js';
-import type { ClaimDoc, VmDoc } from '../../shared/documents.js';
+import type { ClaimDoc } from '../../shared/documents.js';
 import { parseMac, type Mac } from '../../shared/mac.js';
 import { validateRange } from '../../shared/range.js';
 
@@ -40,26 +40,8 @@ function claim(m: string, over: Partial<ClaimDoc> = {}): Snapshot<ClaimDoc> {
   };
 }
 
-function vmDoc(over: Partial<VmDoc> = {}): Snapshot<VmDoc> {
-  return {
-    version: V,
-    data: {
-      cluster: 'c',
-      namespace: 'ns',
-      name: 'vm1',
-      requestUid: 'r0',
-      transactionTimestamp: 'ts0',
-      claims: [],
-      createdAt: NOW,
-      updatedAt: NOW,
-      ...over,
-    },
-  };
-}
-
-const state = (claims: Record<string, Snapshot<ClaimDoc> | null>, vm?: Snapshot<VmDoc> | null): ReadState => ({
+const state = (claims: Record<string, Snapshot<ClaimDoc> | null>): ReadState => ({
   claims: new Map(Object.entries(claims)),
-  vm,
 });
 
 function request(interfaces: PlannedInterface[], over: Partial<ClaimRequest> = {}): ClaimRequest {
@@ -87,7 +69,7 @@ const user = (name: string, m: string, index = 0): PlannedInterface => ({
 });
 
 describe('planClaims', () => {
-  it('fresh CREATE: creates a claim per interface and the VM document, all with preconditions', () => {
+  it('fresh CREATE: creates a claim per interface, each with a must-not-exist precondition', () => {
     const result = planClaims(request([auto('a', 0), auto('b', 1)]), state({}), [
       mac('02:00:00:00:00:10'),
       mac('02:00:00:00:00:11'),
@@ -101,7 +83,6 @@ describe('planClaims', () => {
     expect(result.plan.writes.map((w) => [w.kind, w.path])).toEqual([
       ['create', 'macs/02:00:00:00:00:10'],
       ['create', 'macs/02:00:00:00:00:11'],
-      ['create', 'clusters/c/namespaces/ns/vms/vm1'],
     ]);
     expect(result.plan.writes[0]!.kind === 'create' && result.plan.writes[0]!.data).toMatchObject({
       state: 'pending',
@@ -179,18 +160,9 @@ describe('planClaims', () => {
 
   it('V13: the same request again replays: same MACs, same timestamp, nothing written', () => {
     const held = claim('02:00:00:00:00:30', { requestUid: 'r1', transactionTimestamp: 'ts-first' });
-    const result = planClaims(
-      request([auto('default')]),
-      state(
-        { '02:00:00:00:00:30': held },
-        vmDoc({
-          requestUid: 'r1',
-          transactionTimestamp: 'ts-first',
-          claims: [{ interface: 'default', mac: '02:00:00:00:00:30' }],
-        }),
-      ),
-      [mac('02:00:00:00:00:99')],
-    );
+    const result = planClaims(request([auto('default')]), state({ '02:00:00:00:00:30': held }), [
+      mac('02:00:00:00:00:99'),
+    ]);
     expect(result.kind === 'plan' && result.plan).toMatchObject({
       replay: true,
       writes: [],
@@ -199,12 +171,24 @@ describe('planClaims', () => {
     });
   });
 
-  it('V13: a CREATE of a name whose earlier CREATE never persisted reuses its claim by interface name', () => {
+  it('V13: a repeat replays only when every claim still records the request', () => {
+    const mine = claim('02:00:00:00:00:30', { requestUid: 'r1', transactionTimestamp: 'ts-first' });
     const result = planClaims(
-      request([auto('default')]),
-      state({ '02:00:00:00:00:30': claim('02:00:00:00:00:30') }, vmDoc()),
-      [mac('02:00:00:00:00:99')],
+      request([auto('default'), user('n', '02:00:00:00:00:31', 1)]),
+      state({ '02:00:00:00:00:30': mine }),
+      [],
     );
+    expect(result.kind === 'plan' && result.plan).toMatchObject({
+      replay: false,
+      timestamp: 'ts-first',
+      claimed: ['02:00:00:00:00:31'],
+    });
+  });
+
+  it('V13: a CREATE of a name whose earlier CREATE never persisted reuses its claim by interface name', () => {
+    const result = planClaims(request([auto('default')]), state({ '02:00:00:00:00:30': claim('02:00:00:00:00:30') }), [
+      mac('02:00:00:00:00:99'),
+    ]);
     expect(result.kind === 'plan' && result.plan.assignments[0]!.mac).toBe('02:00:00:00:00:30');
     expect(result.kind === 'plan' && result.plan.claimed).toEqual([]);
     expect(result.kind === 'plan' && result.plan.timestamp).toBe('ts1');
@@ -212,7 +196,7 @@ describe('planClaims', () => {
 
   it('UPDATE releases held claims the VM no longer uses (U3); CREATE keeps them', () => {
     const held = { '02:00:00:00:00:40': claim('02:00:00:00:00:40', { interface: 'gone' }) };
-    const upd = planClaims(request([], { leftovers: 'release' }), state(held, vmDoc()), []);
+    const upd = planClaims(request([], { leftovers: 'release' }), state(held), []);
     expect(upd.kind === 'plan' && upd.plan.released).toEqual(['02:00:00:00:00:40']);
     const released = upd.kind === 'plan' ? upd.plan.writes.find((w) => w.path === 'macs/02:00:00:00:00:40') : undefined;
     expect(released?.kind === 'update' && released.data).toMatchObject({
@@ -220,7 +204,7 @@ describe('planClaims', () => {
       releasedAt: NOW,
       expireAt: new Date(NOW.getTime() + 600_000),
     });
-    const create = planClaims(request([], { leftovers: 'keep' }), state(held, vmDoc()), []);
+    const create = planClaims(request([], { leftovers: 'keep' }), state(held), []);
     expect(create.kind === 'plan' && create.plan.released).toEqual([]);
   });
 
@@ -232,14 +216,13 @@ describe('planClaims', () => {
         storedMacs: new Set(['02:00:00:00:00:50']),
         leftovers: 'release',
       }),
-      state({ '02:00:00:00:00:50': pending }, null),
+      state({ '02:00:00:00:00:50': pending }),
       [],
     );
     expect(result.kind).toBe('plan');
     if (result.kind !== 'plan') return;
     const write = result.plan.writes.find((w) => w.path === 'macs/02:00:00:00:00:50');
     expect(write?.kind === 'update' && write.data).toMatchObject({ name: 'vm1', uid: 'uid-1' });
-    expect(result.plan.writes).toContainEqual({ kind: 'delete', path: 'clusters/c/namespaces/ns/vms/~gen-1' });
   });
 
   it('a generateName claim is not adopted by a VM that does not carry the MAC', () => {
@@ -266,13 +249,10 @@ describe('planRelease (D1)', () => {
     { name: 'matching uid', recorded: 'u1', presented: 'u1', released: 1 },
     { name: 'another uid (stale or forged DELETE)', recorded: 'u1', presented: 'u2', released: 0 },
   ])('$name', ({ recorded, presented, released }) => {
-    const s = state(
-      {
-        '02:00:00:00:00:60': claim('02:00:00:00:00:60', recorded ? { uid: recorded } : {}),
-        '02:00:00:00:00:61': claim('02:00:00:00:00:61', { name: 'vm2' }),
-      },
-      vmDoc(recorded ? { uid: recorded } : {}),
-    );
+    const s = state({
+      '02:00:00:00:00:60': claim('02:00:00:00:00:60', recorded ? { uid: recorded } : {}),
+      '02:00:00:00:00:61': claim('02:00:00:00:00:61', { name: 'vm2' }),
+    });
     const plan = planRelease({ ...base, uid: presented }, s);
     expect(plan.released).toHaveLength(released);
     expect(plan.refused).toHaveLength(1 - released);

@@ -1,0 +1,165 @@
+/**
+ * Finding free MACs where random probing would mostly miss: dense ranges. Two strategies, both reading
+ * outside any transaction (a commit's preconditions catch whatever changed since):
+ *
+ * - `scanWindow`: any range size; reads the claims in windows from a random offset until enough gaps are found.
+ * - `FreeList`: small ranges; one full scan shared by all requests of this instance for a few seconds, so a
+ *   request costs no scan at all. Losers of a race drop the MAC from the list and take another.
+ */
+import { freeForAllocation, type Snapshot } from './allocator.js';
+import type { ClaimDoc } from './documents.js';
+import { formatMac, type Mac, parseMac } from './mac.js';
+import { formatRange, type MacRange, macAt, rangeSize } from './range.js';
+import type { Store } from './store.js';
+
+export interface FreeScan {
+  /** Free MACs, shuffled so concurrent requests spread over them. */
+  readonly candidates: Mac[];
+  /** Released claims among the candidates, whose versions guard their reuse. */
+  readonly seen: Map<string, Snapshot<ClaimDoc>>;
+  /** The whole range was read just now: fewer candidates than needed means the range is full. */
+  readonly exhaustive: boolean;
+  readonly coolingDown: number;
+}
+
+const PAGE = 256;
+const WINDOW = 4_096n;
+
+/** Scans windows of the range from a random offset until `want` free MACs are found or the range is covered. */
+export async function scanWindow(
+  store: Store,
+  range: MacRange,
+  want: number,
+  now: Date,
+  cooldownMs: number,
+  randomBelow: (n: bigint) => bigint,
+): Promise<FreeScan> {
+  const size = rangeSize(range);
+  const free: Mac[] = [];
+  const seen = new Map<string, Snapshot<ClaimDoc>>();
+  let coolingDown = 0;
+  let offset = randomBelow(size);
+  let covered = 0n;
+  while (covered < size && free.length < want) {
+    const from = macAt(range, offset);
+    const length = min(min(WINDOW, size - covered), range.end - from + 1n);
+    const to = (from + length - 1n) as Mac;
+    const docs = await store.scan(from, to, PAGE);
+    const spanEnd = docs.length === PAGE ? parseMac(docs[docs.length - 1]!.mac)! : to;
+    const taken = new Set<bigint>();
+    for (const d of docs) {
+      const mac = parseMac(d.mac)!;
+      taken.add(mac);
+      if (d.released === undefined) continue;
+      seen.set(d.mac, d.released);
+      if (freeForAllocation(d.released, now, cooldownMs)) free.push(mac);
+      else coolingDown++;
+    }
+    for (let a = from; a <= spanEnd && free.length < want; a++) if (!taken.has(a)) free.push(a as Mac);
+    covered += spanEnd - from + 1n;
+    offset += spanEnd - from + 1n;
+  }
+  return { candidates: shuffle(free, randomBelow), seen, exhaustive: covered >= size, coolingDown };
+}
+
+interface FullScan {
+  readonly key: string;
+  readonly at: number;
+  /** Never-claimed MACs (null) and released claims (their snapshot). */
+  readonly free: Map<string, Snapshot<ClaimDoc> | null>;
+}
+
+/** A per-instance list of the free MACs of a small range, refreshed by a full scan every `ttlMs`. */
+export class FreeList {
+  private scanned: FullScan | undefined;
+  private inflight: Promise<FullScan> | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: () => number = Date.now,
+    private readonly ttlMs = 2_000,
+  ) {}
+
+  /**
+   * Up to `want` free MACs. Serves the shared list while it is fresh and holds enough; otherwise (or when
+   * the list ran dry) scans the whole range again, and then `exhaustive` is true.
+   */
+  async take(
+    range: MacRange,
+    need: number,
+    want: number,
+    now: Date,
+    cooldownMs: number,
+    randomBelow: (n: bigint) => bigint,
+  ): Promise<FreeScan> {
+    const key = formatRange(range);
+    let fresh = false;
+    let list = this.scanned;
+    if (
+      list === undefined ||
+      list.key !== key ||
+      this.clock() - list.at > this.ttlMs ||
+      count(list, now, cooldownMs) < need
+    ) {
+      list = await this.rescan(range, key);
+      fresh = true;
+    }
+    const free: Mac[] = [];
+    const seen = new Map<string, Snapshot<ClaimDoc>>();
+    let coolingDown = 0;
+    for (const [mac, snap] of list.free) {
+      if (snap !== null) seen.set(mac, snap);
+      if (freeForAllocation(snap, now, cooldownMs)) free.push(parseMac(mac)!);
+      else coolingDown++;
+    }
+    return { candidates: shuffle(free, randomBelow).slice(0, want), seen, exhaustive: fresh, coolingDown };
+  }
+
+  /** Drops MACs that are taken now (claimed by this instance, or lost to another request). */
+  forget(macs: Iterable<string>): void {
+    for (const mac of macs) this.scanned?.free.delete(mac);
+  }
+
+  private rescan(range: MacRange, key: string): Promise<FullScan> {
+    this.inflight ??= this.fullScan(range, key)
+      .then((scan) => (this.scanned = scan))
+      .finally(() => (this.inflight = undefined));
+    return this.inflight;
+  }
+
+  private async fullScan(range: MacRange, key: string): Promise<FullScan> {
+    const at = this.clock();
+    const free = new Map<string, Snapshot<ClaimDoc> | null>();
+    let next = range.start;
+    for (;;) {
+      const docs = await this.store.scan(next, range.end, 1000);
+      for (const d of docs) {
+        const mac = parseMac(d.mac)!;
+        for (let a = next; a < mac; a++) free.set(formatMac(a as Mac), null);
+        if (d.released !== undefined) free.set(d.mac, d.released);
+        next = (mac + 1n) as Mac;
+      }
+      if (docs.length < 1000) break;
+    }
+    for (let a = next; a <= range.end; a++) free.set(formatMac(a as Mac), null);
+    return { key, at, free };
+  }
+}
+
+function count(list: FullScan, now: Date, cooldownMs: number): number {
+  let n = 0;
+  for (const snap of list.free.values()) if (freeForAllocation(snap, now, cooldownMs)) n++;
+  return n;
+}
+
+function min(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
+}
+
+export function shuffle<T>(items: T[], random: (n: bigint) => bigint): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Number(random(BigInt(i + 1)));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}
