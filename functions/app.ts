@@ -31,6 +31,8 @@ export function createApp(options: AppOptions) {
   return createHandler({
     env: options.env,
     pool,
+    store,
+    ...(options.now ? { now: options.now } : {}),
     log,
     ping: async () => {
       await store.get(RANGE_DOC_PATH);

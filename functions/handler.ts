@@ -3,6 +3,7 @@
  */
 import type { Request, Response } from '@google-cloud/functions-framework';
 import {
+  type AdmissionRequest,
   type AdmissionReview,
   AdmissionReviewSchema,
   admissionResponse,
@@ -11,24 +12,47 @@ import {
 import { DEFAULT_CLUSTER, type Env } from '../shared/env.js';
 import { LOG_EVENTS, type Logger, type Severity } from '../shared/log.js';
 import type { AdmissionOutcome, MacPool } from '../shared/pool.js';
+import { InventoryError, parseInventory, reconcile } from '../shared/reconcile.js';
+import type { Store } from '../shared/store.js';
+import { syncHyperConverged, syncNamespace, type SyncOutcome } from '../shared/sync.js';
 import { bearerToken, clusterForToken, splitTokenPath } from './auth.js';
 
 /** S2: admission requests larger than this are refused with 413. */
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
+/** A reconcile carries a cluster's whole VM list: up to the platform's 32 MiB request limit (send it gzipped). */
+export const MAX_RECONCILE_BYTES = 32 * 1024 * 1024;
 export const HEALTH_TIMEOUT_MS = 3_000;
 
 export const PATHS = {
   mutateVirtualMachines: '/mutate-virtualmachines',
+  validateNamespaces: '/validate-namespaces',
+  validateHyperConverged: '/validate-hyperconverged',
+  reconcile: '/reconcile',
   healthz: '/healthz',
 } as const;
+
+type AdmissionPath =
+  typeof PATHS.mutateVirtualMachines | typeof PATHS.validateNamespaces | typeof PATHS.validateHyperConverged;
+
+/** The resource each admission path serves (group/resource); any other resource is allowed unchanged (F2). */
+const RESOURCES: Record<AdmissionPath, string> = {
+  [PATHS.mutateVirtualMachines]: 'kubevirt.io/virtualmachines',
+  [PATHS.validateNamespaces]: '/namespaces',
+  [PATHS.validateHyperConverged]: 'hco.kubevirt.io/hyperconvergeds',
+};
+
+const isAdmissionPath = (path: string): path is AdmissionPath => path in RESOURCES;
 
 export interface HandlerDeps {
   readonly env: Pick<Env, 'tokens'>;
   readonly pool: MacPool;
+  readonly store: Store;
   /** Answers when Firestore does (GET /healthz). */
   readonly ping: () => Promise<void>;
   readonly log: Logger;
   readonly clock?: () => number;
+  /** Wall clock for reconcile decisions (claim ages); injectable for tests. */
+  readonly now?: () => Date;
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;
@@ -45,29 +69,24 @@ export function createHandler(deps: HandlerDeps): Handler {
     };
     try {
       if (path === PATHS.healthz && req.method === 'GET') return await health(deps, finish);
-      const route = path === PATHS.mutateVirtualMachines ? path : undefined;
-      if (route === undefined) {
-        return finish(
-          404,
-          {
-            error: `unknown path ${path}; this function serves POST ${PATHS.mutateVirtualMachines} and GET ${PATHS.healthz}`,
-          },
-          'WARNING',
-        );
+      if (!isAdmissionPath(path) && path !== PATHS.reconcile) {
+        const known = Object.values(PATHS).join(', ');
+        return finish(404, { error: `unknown path ${path}; this function serves ${known}` }, 'WARNING');
       }
       const cluster = authenticate(deps.env.tokens, pathToken ?? bearerToken(req.get('authorization')));
       if (cluster === undefined) return finish(401, { error: 'unauthorized' }, 'WARNING', 'unauthorized request');
       fields.cluster = cluster;
       if (req.method !== 'POST') return finish(405, { error: `method ${req.method} not allowed; use POST` }, 'WARNING');
       const size = bodySize(req);
-      if (size > MAX_BODY_BYTES) {
-        return finish(
-          413,
-          { error: `request body of ${size} bytes is over the limit of ${MAX_BODY_BYTES} bytes` },
-          'WARNING',
-        );
+      const limit = path === PATHS.reconcile ? MAX_RECONCILE_BYTES : MAX_BODY_BYTES;
+      if (size > limit) {
+        return finish(413, { error: `request body of ${size} bytes is over the limit of ${limit} bytes` }, 'WARNING');
       }
-      const parsed = parseReview(req);
+      const body = parseJson(req);
+      if (!body.ok) return finish(400, { error: body.error }, 'WARNING', 'bad request');
+      if (path === PATHS.reconcile) return await reconcileRequest(deps, cluster, body.value, fields, finish);
+
+      const parsed = parseReview(body.value);
       if (!parsed.ok) return finish(400, { error: parsed.error }, 'WARNING', 'bad request');
       const review = parsed.review;
       const r = review.request;
@@ -78,20 +97,30 @@ export function createHandler(deps: HandlerDeps): Handler {
         name: r.name || undefined,
         dryRun: r.dryRun === true,
       });
-      if (
-        r.resource.group !== 'kubevirt.io' ||
-        r.resource.resource !== 'virtualmachines' ||
-        (r.subResource ?? '') !== ''
-      ) {
+      if (`${r.resource.group}/${r.resource.resource}` !== RESOURCES[path] || (r.subResource ?? '') !== '') {
         // F2: other kinds are not ours; let them through untouched.
         fields.outcome = 'unsupported-resource';
         return finish(200, admissionResponse(review.apiVersion, r.uid, { allowed: true }));
       }
-      const outcome = await deps.pool.admitVm({ cluster, request: r });
-      Object.assign(fields, outcomeFields(outcome));
-      const [severity, message, event] = describeOutcome(outcome);
-      if (event !== undefined) fields.event = event;
-      return finish(200, admissionResponse(review.apiVersion, r.uid, outcome.verdict), severity, message);
+      if (path === PATHS.mutateVirtualMachines) {
+        const outcome = await deps.pool.admitVm({ cluster, request: r });
+        Object.assign(fields, outcomeFields(outcome));
+        const [severity, message, event] = describeOutcome(outcome);
+        if (event !== undefined) fields.event = event;
+        return finish(200, admissionResponse(review.apiVersion, r.uid, outcome.verdict), severity, message);
+      }
+      const synced = await sync(deps, cluster, path, r);
+      Object.assign(
+        fields,
+        { outcome: synced.outcome, allowed: synced.verdict.allowed },
+        synced.detail ? { detail: synced.detail } : {},
+      );
+      const severity: Severity = synced.outcome.endsWith('failed')
+        ? 'ERROR'
+        : synced.verdict.allowed
+          ? 'INFO'
+          : 'WARNING';
+      return finish(200, admissionResponse(review.apiVersion, r.uid, synced.verdict), severity, 'sync request');
     } catch (e) {
       // F3: a bug must not crash the process or answer 5xx; the API server gets a denial it can show.
       fields.error = e instanceof Error ? (e.stack ?? e.message) : String(e);
@@ -137,24 +166,75 @@ function bodySize(req: Request): number {
   return Number.isFinite(declared) ? Math.max(declared, raw) : raw;
 }
 
-function parseReview(req: Request): { ok: true; review: AdmissionReview } | { ok: false; error: string } {
-  let body: unknown = req.body;
-  if (Buffer.isBuffer(body) || typeof body === 'string') {
-    const text = body.toString();
-    if (text.trim() === '')
-      return { ok: false, error: 'request body is empty; expected an AdmissionReview JSON object' };
-    try {
-      body = JSON.parse(text);
-    } catch {
-      return { ok: false, error: 'request body is not JSON; expected an AdmissionReview JSON object' };
-    }
+/** The request body as JSON: parsed by the framework for JSON content types, by us for others. */
+function parseJson(req: Request): { ok: true; value: unknown } | { ok: false; error: string } {
+  const body: unknown = req.body;
+  if (!Buffer.isBuffer(body) && typeof body !== 'string') return { ok: true, value: body };
+  const text = body.toString();
+  if (text.trim() === '') return { ok: false, error: 'request body is empty; expected a JSON object' };
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch {
+    return { ok: false, error: 'request body is not JSON; expected a JSON object' };
   }
+}
+
+function parseReview(body: unknown): { ok: true; review: AdmissionReview } | { ok: false; error: string } {
   if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
     return { ok: false, error: 'request body is not a JSON object; expected an AdmissionReview' };
   }
   const parsed = AdmissionReviewSchema.safeParse(body);
   if (!parsed.success) return { ok: false, error: `not an AdmissionReview: ${describeZodError(parsed.error)}` };
   return { ok: true, review: parsed.data };
+}
+
+async function sync(
+  deps: HandlerDeps,
+  cluster: string,
+  path: AdmissionPath,
+  request: AdmissionRequest,
+): Promise<SyncOutcome> {
+  if (path === PATHS.validateHyperConverged) {
+    const outcome = await syncHyperConverged(deps.store, request);
+    if (outcome.outcome === 'range-synced') deps.pool.forgetConfig();
+    return outcome;
+  }
+  const outcome = await syncNamespace(deps.store, cluster, request);
+  if (request.name) deps.pool.forgetNamespace(cluster, request.name);
+  return outcome;
+}
+
+async function reconcileRequest(
+  deps: HandlerDeps,
+  cluster: string,
+  body: unknown,
+  fields: Record<string, unknown>,
+  finish: (status: number, body: unknown, severity?: Severity, message?: string) => void,
+) {
+  let inventory;
+  try {
+    inventory = parseInventory(body);
+  } catch (e) {
+    if (e instanceof InventoryError) return finish(400, { error: e.message }, 'WARNING', 'bad request');
+    throw e;
+  }
+  try {
+    const report = await reconcile(deps.store, inventory, {
+      cluster,
+      log: deps.log,
+      ...(deps.now ? { now: deps.now() } : {}),
+    });
+    Object.assign(fields, {
+      operation: 'RECONCILE',
+      outcome: 'reconciled',
+      ...report,
+      collisions: report.collisions.length,
+    });
+    return finish(200, report, 'INFO', 'reconcile');
+  } catch (e) {
+    fields.detail = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    return finish(503, { error: `reconcile failed: ${String(fields.detail)}` }, 'ERROR', 'reconcile failed');
+  }
 }
 
 function outcomeFields(o: AdmissionOutcome): Record<string, unknown> {

@@ -41,7 +41,9 @@ export type Write =
       /** Optional fields to delete when `data` does not set them. */
       optional: readonly string[];
     }
-  | { kind: 'delete'; path: string; version?: Version };
+  | { kind: 'delete'; path: string; version?: Version }
+  /** Unconditional replace, for documents that are mirrors of the cluster (namespace labels). */
+  | { kind: 'set'; path: string; data: Record<string, unknown>; merge?: boolean };
 
 export interface Owner {
   readonly cluster: string;

@@ -105,6 +105,11 @@ export class Cached<T> {
     return refresh;
   }
 
+  /** Drops the value: the next get() loads. */
+  invalidate(): void {
+    this.value = undefined;
+  }
+
   private refresh(): Promise<T> {
     this.inflight ??= this.load()
       .then((v) => {
@@ -171,6 +176,10 @@ export class ConfigSource {
   get(): ConfigResult | Promise<ConfigResult> {
     return this.cache.get();
   }
+
+  invalidate(): void {
+    this.cache.invalidate();
+  }
 }
 
 /** Whether the pool serves a namespace, from its mirrored labels and the opt mode (V9). */
@@ -188,6 +197,10 @@ export class NamespaceSource {
     private readonly store: Store,
     private readonly now: () => number = Date.now,
   ) {}
+
+  invalidate(cluster: string, namespace: string): void {
+    this.caches.get(`${cluster}/${namespace}`)?.invalidate();
+  }
 
   labels(cluster: string, namespace: string): Record<string, string> | Promise<Record<string, string>> {
     const key = `${cluster}/${namespace}`;

@@ -91,8 +91,3 @@ export function errorHttpCode(error: DomainError): number {
       return error satisfies never;
   }
 }
-
-/** Failures of the infrastructure (Firestore) surface as this error, thrown and caught at the edge. */
-export class PoolUnavailableError extends Error {
-  override readonly name = 'PoolUnavailableError';
-}

@@ -17,7 +17,8 @@ import type { AdmissionRequest, Verdict } from './admission.js';
 import { describeZodError } from './admission.js';
 import type { ConfigSource, NamespaceSource, PoolConfig } from './config.js';
 import { namespaceManaged } from './config.js';
-import { type DomainError, errorHttpCode, errorMessage, PoolUnavailableError } from './errors.js';
+import { type DomainError, errorHttpCode, errorMessage } from './errors.js';
+import { DeadlineError, withDeadline } from './deadline.js';
 import {
   checkInterfaces,
   sameInterfaces,
@@ -90,6 +91,15 @@ export class MacPool {
     this.randomBelow = deps.randomBelow ?? randomBelow;
     this.budgetMs = deps.budgetMs ?? FIRESTORE_BUDGET_MS;
     this.freeList = new FreeList(this.store);
+  }
+
+  /** Forgets cached configuration, so a change this instance just wrote is served at once. */
+  forgetConfig(): void {
+    this.deps.config.invalidate();
+  }
+
+  forgetNamespace(cluster: string, namespace: string): void {
+    this.deps.namespaces.invalidate(cluster, namespace);
   }
 
   /** Admits a VirtualMachine request. Throws only on bugs; Firestore trouble becomes a verdict. */
@@ -267,29 +277,33 @@ export class MacPool {
       viewVm(old).interfaces.flatMap((i) => (i.macText ? [canonicalMac(i.macText) ?? i.macText] : [])),
     );
     try {
-      return await this.withDeadline(async () => {
-        const config = await this.deps.config.get();
-        const cooldownMs = (config.ok ? config.config.settings.cooldownSeconds : 600) * 1000;
-        for (let attempt = 1; ; attempt++) {
-          const state = await this.readHeld(owner, request.uid, storedMacs);
-          const plan = planRelease(
-            { owner, uid: old.metadata?.uid, requestUid: request.uid, now: this.now(), cooldownMs, storedMacs },
-            state,
-          );
-          if (request.dryRun) return releasedOutcome(plan.released, plan.refused, attempt, 'dry-run');
-          try {
-            await this.store.commit(plan.writes);
-            return releasedOutcome(
-              plan.released,
-              plan.refused,
-              attempt,
-              plan.refused.length > 0 ? 'release-refused-uid-mismatch' : 'released',
+      return await withDeadline(
+        async () => {
+          const config = await this.deps.config.get();
+          const cooldownMs = (config.ok ? config.config.settings.cooldownSeconds : 600) * 1000;
+          for (let attempt = 1; ; attempt++) {
+            const state = await this.readHeld(owner, request.uid, storedMacs);
+            const plan = planRelease(
+              { owner, uid: old.metadata?.uid, requestUid: request.uid, now: this.now(), cooldownMs, storedMacs },
+              state,
             );
-          } catch (e) {
-            if (classifyCommitError(e) === undefined || attempt >= 5) throw e;
+            if (request.dryRun) return releasedOutcome(plan.released, plan.refused, attempt, 'dry-run');
+            try {
+              await this.store.commit(plan.writes);
+              return releasedOutcome(
+                plan.released,
+                plan.refused,
+                attempt,
+                plan.refused.length > 0 ? 'release-refused-uid-mismatch' : 'released',
+              );
+            } catch (e) {
+              if (classifyCommitError(e) === undefined || attempt >= 5) throw e;
+            }
           }
-        }
-      });
+        },
+        this.budgetMs,
+        'Firestore',
+      );
     } catch (e) {
       return { ...simple(ALLOWED_UNCHANGED, 'allowed-without-release'), detail: describe(e) };
     }
@@ -432,21 +446,10 @@ export class MacPool {
   /** Runs Firestore work within the budget; a timeout or an unreachable Firestore becomes `unavailable` (F1). */
   private async withBudget(work: () => Promise<AdmissionOutcome>): Promise<AdmissionOutcome> {
     try {
-      return await this.withDeadline(work);
+      return await withDeadline(work, this.budgetMs, 'Firestore');
     } catch (e) {
       return denied({ code: 'unavailable', reason: describe(e) }, 0);
     }
-  }
-
-  private withDeadline<T>(work: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new PoolUnavailableError(`Firestore did not answer within ${this.budgetMs / 1000} s`)),
-        this.budgetMs,
-      );
-    });
-    return Promise.race([work(), deadline]).finally(() => clearTimeout(timer));
   }
 }
 
@@ -546,7 +549,7 @@ function denied(error: DomainError, attempts: number): AdmissionOutcome {
 }
 
 function describe(e: unknown): string {
-  if (e instanceof PoolUnavailableError) return e.message;
+  if (e instanceof DeadlineError) return e.message;
   const code = (e as { code?: unknown } | null)?.code;
   const message = e instanceof Error ? e.message.split('\n')[0]! : String(e);
   return code === undefined ? message : `Firestore error ${String(code)}: ${message}`;

@@ -4,10 +4,11 @@ import {
   type DocumentSnapshot,
   type Firestore,
   type Precondition,
+  type QueryDocumentSnapshot,
   type Timestamp,
 } from '@google-cloud/firestore';
 import type { Owner, ReadState, Snapshot, Version, Write } from './allocator.js';
-import { claimPath, ClaimDocSchema, COLLECTIONS, type ClaimDoc } from './documents.js';
+import { claimPath, ClaimDocSchema, COLLECTIONS, type ClaimDoc, NamespaceDocSchema } from './documents.js';
 import { formatMac, type Mac } from './mac.js';
 
 /** How a commit ended when it did not succeed. */
@@ -101,12 +102,12 @@ export class Store {
             case 'create':
               tx.create(ref, w.data);
               break;
-            case 'update': {
-              const data: Record<string, unknown> = { ...w.data };
-              for (const field of w.optional) if (!(field in data)) data[field] = FieldValue.delete();
-              tx.update(ref, data, { lastUpdateTime: w.version as unknown as Timestamp });
+            case 'update':
+              tx.update(ref, withDeletes(w.data, w.optional), { lastUpdateTime: w.version as unknown as Timestamp });
               break;
-            }
+            case 'set':
+              tx.set(ref, w.data, { merge: w.merge === true });
+              break;
             case 'delete':
               if (w.version === undefined) tx.delete(ref);
               else tx.delete(ref, { lastUpdateTime: w.version as unknown as Timestamp } satisfies Precondition);
@@ -118,6 +119,78 @@ export class Store {
       },
       { maxAttempts: 1 },
     );
+  }
+
+  /** Reads many claims, in chunks so no single call grows without bound. */
+  async readMany(macs: Iterable<string>, chunk = 500): Promise<Map<string, Snapshot<ClaimDoc> | null>> {
+    const all = [...new Set(macs)];
+    const out = new Map<string, Snapshot<ClaimDoc> | null>();
+    for (let i = 0; i < all.length; i += chunk) {
+      const state = await this.read(all.slice(i, i + chunk));
+      for (const [mac, snap] of state.claims) out.set(mac, snap);
+    }
+    return out;
+  }
+
+  /** Every claim recorded for a cluster (one query, streamed). */
+  async claimsOfCluster(cluster: string): Promise<Map<string, Snapshot<ClaimDoc>>> {
+    const out = new Map<string, Snapshot<ClaimDoc>>();
+    const query = this.db.collection(COLLECTIONS.macs).where('cluster', '==', cluster);
+    for await (const doc of query.stream() as AsyncIterable<QueryDocumentSnapshot>) {
+      out.set(
+        doc.id,
+        toSnapshot(doc, (x) => ClaimDocSchema.safeParse(x))!,
+      );
+    }
+    return out;
+  }
+
+  /**
+   * Applies writes one by one (not atomically), each guarded by its own precondition, for bulk work such as
+   * a reconcile: a write whose document changed meanwhile fails alone and is counted, the rest go through.
+   */
+  async applyEach(writes: readonly Write[], onDone?: (done: number) => void): Promise<{ failed: number }> {
+    const writer = this.db.bulkWriter();
+    let done = 0;
+    let failed = 0;
+    writer.onWriteError(() => false); // a failed precondition will not succeed on retry
+    const results = writes.map((w) => {
+      const ref = this.db.doc(w.path);
+      const op = (() => {
+        switch (w.kind) {
+          case 'create':
+            return writer.create(ref, w.data);
+          case 'set':
+            return writer.set(ref, w.data, { merge: w.merge === true });
+          case 'update':
+            return writer.update(ref, withDeletes(w.data, w.optional), {
+              lastUpdateTime: w.version as unknown as Timestamp,
+            });
+          case 'delete':
+            return w.version === undefined
+              ? writer.delete(ref)
+              : writer.delete(ref, { lastUpdateTime: w.version as unknown as Timestamp });
+          default:
+            return w satisfies never;
+        }
+      })();
+      return op.then(
+        () => onDone?.(++done),
+        () => {
+          failed++;
+          onDone?.(++done);
+        },
+      );
+    });
+    await writer.close();
+    await Promise.all(results);
+    return { failed };
+  }
+
+  /** The mirrored labels of every namespace document of a cluster. */
+  async namespaceLabels(cluster: string): Promise<Map<string, Record<string, string>>> {
+    const snap = await this.db.collection(`${COLLECTIONS.clusters}/${cluster}/${COLLECTIONS.namespaces}`).get();
+    return new Map(snap.docs.map((d) => [d.id, NamespaceDocSchema.safeParse(d.data()).data?.labels ?? {}]));
   }
 
   /** Reads a document's data, or undefined when it does not exist. */
@@ -134,6 +207,13 @@ export function classifyCommitError(error: unknown): CommitFailure | undefined {
     return 'conflict';
   if (typeof code === 'number' && TRANSIENT.has(code)) return 'transient';
   return undefined;
+}
+
+/** The update's data, deleting the optional fields it does not set (an update merges otherwise). */
+function withDeletes(data: Record<string, unknown>, optional: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...data };
+  for (const field of optional) if (!(field in out)) out[field] = FieldValue.delete();
+  return out;
 }
 
 function toSnapshot<T>(

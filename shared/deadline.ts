@@ -1,0 +1,16 @@
+/** Thrown when work did not finish in time; callers turn it into `unavailable`. */
+export class DeadlineError extends Error {
+  override readonly name = 'DeadlineError';
+}
+
+/**
+ * Runs `work` but gives up after `ms`: the promise rejects with a DeadlineError while the work, which cannot be
+ * cancelled, finishes (or fails) on its own. Used so every request answers in time even when Firestore hangs.
+ */
+export function withDeadline<T>(work: () => Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineError(`${what} did not answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([work(), deadline]).finally(() => clearTimeout(timer));
+}
