@@ -70,7 +70,8 @@ resource "google_cloudfunctions2_function" "macpool" {
     min_instance_count               = var.min_instance_count
     max_instance_count               = var.max_instance_count
     max_instance_request_concurrency = var.max_instance_request_concurrency
-    timeout_seconds                  = 60
+    # Admissions answer within 8 s; a reconcile of a large cluster may take most of a minute.
+    timeout_seconds = 300
     # The API servers call in from outside Google Cloud; requests are authenticated by cluster token (SPEC S1).
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true

@@ -535,7 +535,7 @@ describe('terraform root module (Google Cloud)', () => {
       min_instance_count: '${var.min_instance_count}',
       max_instance_count: '${var.max_instance_count}',
       max_instance_request_concurrency: '${var.max_instance_request_concurrency}',
-      timeout_seconds: 60,
+      timeout_seconds: 300,
       ingress_settings: 'ALLOW_ALL',
       service_account_email: '${google_service_account.function.email}',
       environment_variables: { GOOGLE_CLOUD_PROJECT: '${var.project_id}', NODE_ENV: 'production' },
@@ -838,7 +838,7 @@ describe('terraform cluster module (Kubernetes)', () => {
     expect(container.image).toBe('${var.image}');
     expect(container.command).toEqual(['/bin/sh', '-c', '${local.reconcile_script}']);
     expect(String(cluster.locals.reconcile_script).trim()).toBe(
-      `kubectl get virtualmachines,namespaces -A -o json | curl -sS --fail-with-body -X POST -H 'Content-Type: application/json' --data-binary @- "$MACPOOL_URL/t/$MACPOOL_TOKEN/reconcile"`,
+      `set -o pipefail\nkubectl get virtualmachines,namespaces -A -o json | gzip -c | curl -sS --fail-with-body -X POST -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @- "$MACPOOL_URL/t/$MACPOOL_TOKEN/reconcile"`,
     );
     expect(one(one(container.env_from).secret_ref).name).toBe('${kubernetes_secret_v1.macpool.metadata[0].name}');
     const secret = resource(cluster, 'kubernetes_secret_v1', 'macpool');
