@@ -40,7 +40,7 @@ export const FIRESTORE_BUDGET_MS = 7_000;
 /** Re-plans after a conflict before giving up with a `contention` denial (the budget usually ends first). */
 export const MAX_ATTEMPTS = 25;
 /** A range this small is served from a shared list of its free MACs, refreshed by full scans. */
-export const SCAN_ALWAYS_BELOW = 4_096n;
+export const FREE_LIST_BELOW = 4_096n;
 /** After a candidate turned out taken, scan instead of probing at random for this long. */
 export const DENSE_HINT_MS = 30_000;
 
@@ -344,7 +344,10 @@ export class MacPool {
     const need = allocating.length;
     const derived = allocating.map((i) => derivedCandidate(range, base.owner, base.requestUid, i.name));
     const known = [...base.interfaces.flatMap((i) => (i.mac !== undefined ? [i.mac] : [])), ...base.storedMacs];
+    // The caller stops waiting after the budget; stop retrying then too, rather than claim for nobody.
+    const giveUpAt = Date.now() + this.budgetMs;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      if (attempt > 1 && Date.now() > giveUpAt) throw new DeadlineError('gave up retrying after the request budget');
       const now = this.now();
       const scanning = this.isDense(range);
       const optimistic = attempt === 1 && first === 'optimistic' && mode === 'commit' && !scanning;
@@ -417,7 +420,7 @@ export class MacPool {
   /** Free MACs of a dense range: the shared free list for small ranges, a windowed scan for large ones. */
   private findFree(range: MacRange, need: number, now: Date, cooldownMs: number): Promise<FreeScan> {
     const want = Math.max(need * 4, 16);
-    return rangeSize(range) < SCAN_ALWAYS_BELOW
+    return rangeSize(range) < FREE_LIST_BELOW
       ? this.freeList.take(range, need, want, now, cooldownMs, this.randomBelow)
       : scanWindow(this.store, range, want, now, cooldownMs, this.randomBelow);
   }
@@ -431,7 +434,7 @@ export class MacPool {
   }
 
   private isDense(range: MacRange): boolean {
-    if (rangeSize(range) < SCAN_ALWAYS_BELOW) return true;
+    if (rangeSize(range) < FREE_LIST_BELOW) return true;
     return (this.denseUntil.get(formatRange(range)) ?? 0) > Date.now();
   }
 
