@@ -5,8 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { FieldPath, type Query, Timestamp } from '@google-cloud/firestore';
-import { releaseWrite, type Snapshot } from './allocator.js';
+import { releaseWrite, type Version } from './allocator.js';
 import {
+  DEFAULT_SETTINGS,
   namespaceManaged,
   parsePoolConfig,
   RANGE_DOC_PATH,
@@ -34,8 +35,10 @@ import type { OptMode } from './webhooks.js';
 /** Kubernetes namespace names are DNS labels (RFC 1123), like macpool's cluster names. */
 export const NAMESPACE_NAME = CLUSTER_NAME;
 
-function describeIssues(path: string, issues: readonly { path: PropertyKey[]; message: string }[]): string {
-  return `${path}: ${issues.map((i) => `${i.path.map(String).join('.')}: ${i.message}`).join('; ')}`;
+/** Zod issues in one line: the first few, each as `field: problem`. */
+function describeIssues(issues: readonly { path: PropertyKey[]; message: string }[]): string {
+  const shown = issues.slice(0, 3).map((i) => `${i.path.map(String).join('.') || 'document'}: ${i.message}`);
+  return shown.join('; ') + (issues.length > 3 ? `; and ${issues.length - 3} more` : '');
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -64,19 +67,21 @@ export async function getRangeConfig(store: Store): Promise<RangeConfigView> {
 }
 
 /** `config/settings` as the function reads it: the effective values, with defaults for absent fields. */
-export interface SettingsView {
-  readonly exists: boolean;
-  readonly settings: Settings;
-  /** Why the function ignores the stored document (it keeps the previous or default settings), if it does. */
-  readonly problem?: string;
-}
+export type SettingsView =
+  | { readonly exists: boolean; readonly settings: Settings }
+  /** The function ignores the stored document (it keeps the previous or the default settings). */
+  | { readonly exists: true; readonly stored: Record<string, unknown>; readonly problem: string };
 
 export async function getSettings(store: Store): Promise<SettingsView> {
   const doc = await store.get(SETTINGS_DOC_PATH);
   const parsed = parsePoolConfig(undefined, doc).settings;
-  return parsed.ok
-    ? { exists: doc !== undefined, settings: parsed.settings }
-    : { exists: true, settings: SettingsSchema.parse({}), problem: parsed.reason };
+  if (parsed.ok) return { exists: doc !== undefined, settings: parsed.settings };
+  return { exists: true, stored: doc ?? {}, problem: parsed.reason };
+}
+
+/** The settings a command acts on: the stored ones, or the defaults when they do not parse (as the function). */
+export function effectiveSettings(view: SettingsView): Settings {
+  return 'settings' in view ? view.settings : DEFAULT_SETTINGS;
 }
 
 export interface ConfigChange {
@@ -85,14 +90,16 @@ export interface ConfigChange {
   readonly settings?: Partial<Settings>;
 }
 
-export type ConfigChangeResult =
-  { ok: true; warnings: string[]; written: string[] } | { ok: false; reason: string };
+/** The `source` recorded on a range the CLI writes (the HyperConverged sync records `hyperconverged`). */
+export const RANGE_SOURCE = 'macpool-cli';
+
+export type ConfigChangeResult = { ok: true; warnings: string[]; written: string[] } | { ok: false; reason: string };
 
 /**
  * Validates a change with the function's own rules (C1 for the range, `SettingsSchema` for the settings) and
  * writes it in one batch: all of it or, when anything is invalid, nothing. Fields not named are kept.
  */
-export async function setConfig(store: Store, change: ConfigChange): Promise<ConfigChangeResult> {
+export async function setConfig(store: Store, change: ConfigChange, now: Date): Promise<ConfigChangeResult> {
   const batch = store.db.batch();
   const warnings: string[] = [];
   const written: string[] = [];
@@ -100,9 +107,11 @@ export async function setConfig(store: Store, change: ConfigChange): Promise<Con
     const result = validateRange(change.range.rangeStart, change.range.rangeEnd);
     if (!result.ok) return { ok: false, reason: result.message };
     warnings.push(...result.warnings);
+    // source and updatedAt record where the range came from, as the HyperConverged sync records its own.
+    const { rangeStart, rangeEnd } = change.range;
     batch.set(
       store.db.doc(RANGE_DOC_PATH),
-      { rangeStart: change.range.rangeStart, rangeEnd: change.range.rangeEnd },
+      { rangeStart, rangeEnd, source: RANGE_SOURCE, updatedAt: now },
       { merge: true },
     );
     written.push(RANGE_DOC_PATH);
@@ -110,7 +119,7 @@ export async function setConfig(store: Store, change: ConfigChange): Promise<Con
   if (change.settings !== undefined) {
     // Absent fields take their defaults in the parse; only the fields given are written.
     const parsed = SettingsSchema.safeParse(change.settings);
-    if (!parsed.success) return { ok: false, reason: describeIssues(SETTINGS_DOC_PATH, parsed.error.issues) };
+    if (!parsed.success) return { ok: false, reason: `${SETTINGS_DOC_PATH}: ${describeIssues(parsed.error.issues)}` };
     const data = Object.fromEntries(Object.keys(change.settings).map((k) => [k, parsed.data[k as keyof Settings]]));
     batch.set(store.db.doc(SETTINGS_DOC_PATH), data, { merge: true });
     written.push(SETTINGS_DOC_PATH);
@@ -143,7 +152,7 @@ function namespaceView(namespace: string, data: unknown, mode: OptMode): Namespa
       namespace,
       label: undefined,
       managed: namespaceManaged({}, mode),
-      problem: describeIssues('labels', parsed.error.issues),
+      problem: describeIssues(parsed.error.issues),
     };
   }
   const labels = parsed.data.labels;
@@ -232,10 +241,11 @@ export async function poolStatus(store: Store, now: Date): Promise<StatusResult>
     .where(FieldPath.documentId(), '<=', formatMac(range.end));
   const count = async (q: Query) => (await q.count().get()).data().count;
   const byState = (q: Query) => Promise.all(CLAIM_STATES.map((s) => count(q.where('state', '==', s))));
-  // Released and still cooling down: releasedAt + cool-down > now, as freeForAllocation decides. This combines
-  // two range filters (document id and releasedAt); the emulator serves it as is, and Firestore serves it from
-  // the single-field index on releasedAt, of which the document name is part (README, "The macpool CLI").
-  // A released claim without releasedAt (written by hand) counts as past its cool-down here.
+  // The emulator serves count() over a document-id range with an equality filter on state, as Firestore does
+  // from the single-field index on state. Released and still cooling down (releasedAt + cool-down > now, as
+  // freeForAllocation decides) adds a second range field, releasedAt: Firestore may answer that it needs a
+  // composite index (state, releasedAt), with the link that creates it in its message. A released claim without
+  // releasedAt (written by hand) counts here as past its cool-down.
   const [total, states, inTotal, inStates, coolingDown] = await Promise.all([
     count(macs),
     byState(macs),
@@ -311,7 +321,7 @@ export async function listClaims(store: Store, filter: ClaimFilter, limit: numbe
     const parsed = ClaimDocSchema.safeParse(d.data());
     return parsed.success
       ? { mac: d.id, claim: parsed.data }
-      : { mac: d.id, problem: describeIssues(claimPath(d.id), parsed.error.issues), raw: d.data() };
+      : { mac: d.id, problem: describeIssues(parsed.error.issues), raw: d.data() };
   });
   if (snap.size <= limit) return { claims };
   return { claims, matching: (await query.count().get()).data().count };
@@ -340,28 +350,28 @@ export type ReleaseOutcome =
 
 /** Releases one claim, as a DELETE of its VM would (U5), with the cool-down of `config/settings`. */
 export async function releaseClaim(store: Store, mac: string, options: ReleaseOptions): Promise<ReleaseOutcome> {
-  const [state, settings] = await Promise.all([store.read([mac]), getSettings(store)]);
-  return commitClaimRelease(store, mac, state.claims.get(mac) ?? null, settings.settings.cooldownSeconds, options);
+  const [snap, settings] = await Promise.all([store.db.doc(claimPath(mac)).get(), getSettings(store)]);
+  if (!snap.exists) return { kind: 'not-found', mac };
+  const parsed = ClaimDocSchema.safeParse(snap.data());
+  if (!parsed.success) return { kind: 'corrupt', mac, problem: describeIssues(parsed.error.issues) };
+  if (parsed.data.mac !== mac)
+    return { kind: 'corrupt', mac, problem: `its mac field ${parsed.data.mac} is not its id` };
+  const version = snap.updateTime as unknown as Version;
+  return commitClaimRelease(store, parsed.data, version, effectiveSettings(settings).cooldownSeconds, options);
 }
 
 /**
- * Commits the release of a claim read earlier. The write is guarded by the version read, so a claim changed in
- * between (an admission, a reconcile, another operator) is left alone and the outcome is `conflict`.
+ * Commits the release of a claim read earlier at `version`. The write is guarded by that version, so a claim
+ * changed in between (an admission, a reconcile, another operator) is left alone and the outcome is `conflict`.
  */
 export async function commitClaimRelease(
   store: Store,
-  mac: string,
-  snapshot: Snapshot<ClaimDoc> | null,
+  claim: ClaimDoc,
+  version: Version,
   cooldownSeconds: number,
   options: ReleaseOptions,
 ): Promise<ReleaseOutcome> {
-  if (snapshot === null) return { kind: 'not-found', mac };
-  if (snapshot.data === 'corrupt') {
-    const raw = await store.get(claimPath(mac));
-    const parsed = ClaimDocSchema.safeParse(raw);
-    return { kind: 'corrupt', mac, problem: parsed.success ? 'unknown' : describeIssues(claimPath(mac), parsed.error.issues) };
-  }
-  const claim = snapshot.data;
+  const mac = claim.mac;
   const cooldownMs = cooldownSeconds * 1000;
   if (claim.state === 'released' && !options.immediate) {
     const releasedAt = claim.releasedAt ?? claim.updatedAt;
@@ -369,9 +379,10 @@ export async function commitClaimRelease(
   }
   // `immediate`: released one cool-down ago, so the cool-down (releasedAt + cooldownSeconds) ends now.
   const releasedAt = options.immediate ? new Date(options.now.getTime() - cooldownMs) : options.now;
-  const write = releaseWrite(claim, snapshot.version, `macpool-cli-${randomUUID()}`, releasedAt, cooldownMs);
+  const write = releaseWrite(claim, version, `macpool-cli-${randomUUID()}`, releasedAt, cooldownMs);
   if (write.kind !== 'update') throw new Error(`releaseWrite returned a ${write.kind} write`);
   try {
+    // releaseWrite stamps updatedAt with the release time, which `immediate` moved into the past.
     await store.commit([{ ...write, data: { ...write.data, updatedAt: options.now } }]);
   } catch (error) {
     if (classifyCommitError(error) === 'conflict') return { kind: 'conflict', mac };
@@ -381,7 +392,9 @@ export async function commitClaimRelease(
 }
 
 /** The message for a release that did not happen; tests pin these. */
-export function releaseFailureMessage(outcome: Extract<ReleaseOutcome, { kind: 'not-found' | 'corrupt' | 'conflict' }>) {
+export function releaseFailureMessage(
+  outcome: Extract<ReleaseOutcome, { kind: 'not-found' | 'corrupt' | 'conflict' }>,
+): string {
   switch (outcome.kind) {
     case 'not-found':
       return `no claim for MAC ${outcome.mac}: nothing to release (macpool claims list shows the claims)`;

@@ -1,0 +1,656 @@
+#!/usr/bin/env node
+/**
+ * `macpool`: the operator CLI, a thin adapter over shared/ like the function itself. It parses the command line,
+ * calls the same code and validation as the function, and prints tables for people or JSON for scripts. It talks
+ * to Firestore directly: GOOGLE_CLOUD_PROJECT with Application Default Credentials, or with
+ * FIRESTORE_EMULATOR_HOST for an emulator.
+ *
+ * Exit codes: 0 success; 1 failure, one line on stderr; 2 usage error, the message and the command's help.
+ */
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { text } from 'node:stream/consumers';
+import { Firestore } from '@google-cloud/firestore';
+import cliProgress from 'cli-progress';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import {
+  effectiveSettings,
+  getRangeConfig,
+  getSettings,
+  listClaims,
+  listNamespaces,
+  NAMESPACE_ACTIONS,
+  NAMESPACE_NAME,
+  type NamespaceAction,
+  type NamespaceView,
+  poolStatus,
+  releaseClaim,
+  releaseFailureMessage,
+  setConfig,
+  setNamespaceLabel,
+  type ConfigChange,
+} from '../shared/admin.js';
+import { RANGE_DOC_PATH, SETTINGS_DOC_PATH, type Settings } from '../shared/config.js';
+import { withDeadline } from '../shared/deadline.js';
+import { CLAIM_STATES, type ClaimState } from '../shared/documents.js';
+import { CLUSTER_NAME, DEFAULT_CLUSTER, parseTokens } from '../shared/env.js';
+import { jsonLogger } from '../shared/log.js';
+import { formatMac, parseMac } from '../shared/mac.js';
+import { parseInventory, reconcile, type ReconcileReport } from '../shared/reconcile.js';
+import { Store } from '../shared/store.js';
+import {
+  DEFAULT_TIMEOUT_SECONDS as DEFAULT_WEBHOOK_TIMEOUT_SECONDS,
+  OPT_LABEL,
+  OPT_MODES,
+  type OptMode,
+  webhookConfigurations,
+  webhookConfigurationsYaml,
+  type WebhookOptions,
+} from '../shared/webhooks.js';
+import {
+  CLAIM_HEADERS,
+  claimJson,
+  claimRow,
+  describeError,
+  NAMESPACE_HEADERS,
+  namespaceJson,
+  namespaceRow,
+  reconcileText,
+  statusText,
+  table,
+  timestamp,
+} from './format.js';
+
+const OUTPUT_FORMATS = ['table', 'json'] as const;
+type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+/** How long a command waits on Firestore by default; reconcile is exempt (it runs as long as its inventory needs). */
+const DEFAULT_FIRESTORE_TIMEOUT_SECONDS = 30;
+const DEFAULT_CLAIMS_LIMIT = 100;
+
+interface Globals {
+  readonly output: OutputFormat;
+  readonly timeout: number;
+}
+
+/** A failure shown as one line on stderr, exit 1. */
+class Failure extends Error {
+  override readonly name = 'Failure';
+}
+
+const USAGE = { exitCode: 2, code: 'macpool.usage' } as const;
+
+const out = (text: string) => void process.stdout.write(text);
+const info = (text: string) => void process.stderr.write(`${text}\n`);
+const warn = (text: string) => void process.stderr.write(`warning: ${text}\n`);
+const printJson = (value: unknown) => out(JSON.stringify(value, null, 2) + '\n');
+
+const globals = (cmd: Command) => cmd.optsWithGlobals<Globals>();
+const json = (cmd: Command) => globals(cmd).output === 'json';
+
+let store: Store | undefined;
+
+/** The pool's Firestore, opened on first use: commands that need none (help, webhook-config) work without it. */
+function openStore(): Store {
+  const projectId = process.env.GOOGLE_CLOUD_PROJECT;
+  if (!projectId) {
+    throw new Failure(
+      'no Google Cloud project: set GOOGLE_CLOUD_PROJECT to the project that holds the pool ' +
+        '(with Application Default Credentials, or with FIRESTORE_EMULATOR_HOST for an emulator)',
+    );
+  }
+  if (process.env.FIRESTORE_EMULATOR_HOST) process.env.METADATA_SERVER_DETECTION ??= 'none';
+  process.env.FIRESTORE_ENABLE_TRACING ??= 'off';
+  store ??= new Store(new Firestore({ projectId }));
+  return store;
+}
+
+/** Runs Firestore work under the `--timeout` deadline, so an unreachable Firestore fails in time, in one line. */
+function firestore<T>(cmd: Command, work: (store: Store) => Promise<T>): Promise<T> {
+  const s = openStore();
+  const where = process.env.FIRESTORE_EMULATOR_HOST
+    ? `the Firestore emulator at ${process.env.FIRESTORE_EMULATOR_HOST}`
+    : `Firestore of project ${process.env.GOOGLE_CLOUD_PROJECT}`;
+  return withDeadline(() => work(s), globals(cmd).timeout * 1000, where);
+}
+
+// Parsers of option and argument values: a value they refuse is a usage error (exit 2).
+
+function wholeNumber(value: string): number {
+  if (!/^\d{1,9}$/.test(value)) throw new InvalidArgumentError('expected a whole number of 0 or more.');
+  return Number(value);
+}
+
+function positiveNumber(value: string): number {
+  const n = wholeNumber(value);
+  if (n === 0) throw new InvalidArgumentError('expected a whole number of 1 or more.');
+  return n;
+}
+
+function dnsLabel(what: string, pattern: RegExp) {
+  return (value: string): string => {
+    if (!pattern.test(value)) {
+      throw new InvalidArgumentError(
+        `${what} must be a DNS label: lower-case letters, digits and "-", at most 63 characters.`,
+      );
+    }
+    return value;
+  };
+}
+
+const clusterName = dnsLabel('a cluster name', CLUSTER_NAME);
+const namespaceName = dnsLabel('a namespace name', NAMESPACE_NAME);
+
+function macAddress(value: string): string {
+  const mac = parseMac(value);
+  if (mac === undefined) {
+    throw new InvalidArgumentError(
+      'expected a 48-bit MAC written aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff or aabb.ccdd.eeff.',
+    );
+  }
+  return formatMac(mac);
+}
+
+function examples(...lines: string[]): string {
+  return `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  ${l}`).join('\n')}\n`;
+}
+
+function clusterOption(description: string): Option {
+  return new Option('--cluster <name>', description).argParser(clusterName).default(DEFAULT_CLUSTER);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+function configCommands(program: Command): void {
+  const config = program
+    .command('config')
+    .summary('read or change the range and the settings')
+    .description('read or change the range (config/kubeMacPoolConfiguration) and the settings (config/settings)')
+    .addHelpText(
+      'after',
+      examples(
+        '$ macpool config get',
+        '$ macpool config set --range-start 02:10:00:00:00:00 --range-end 02:10:00:00:ff:ff',
+      ),
+    );
+
+  config
+    .command('get')
+    .description(
+      'print the range as the HyperConverged CR holds it ({"rangeStart":...,"rangeEnd":...}), or the settings',
+    )
+    .addArgument(new Argument('[document]', 'which document').choices(['range', 'settings']).default('range'))
+    .addHelpText('after', examples('$ macpool config get', '$ macpool config get settings'))
+    .action(async (document: 'range' | 'settings', _options: object, cmd: Command) => {
+      if (document === 'settings') {
+        const view = await firestore(cmd, getSettings);
+        if (!view.exists) info(`${SETTINGS_DOC_PATH} does not exist: these are the defaults`);
+        if ('problem' in view) {
+          warn(`the function ignores this document and keeps its previous or default settings: ${view.problem}`);
+          return out(JSON.stringify(view.stored) + '\n');
+        }
+        return out(JSON.stringify(view.settings) + '\n');
+      }
+      const view = await firestore(cmd, getRangeConfig);
+      if (!view.exists) info(`${RANGE_DOC_PATH} does not exist: this is the default range, which the function serves`);
+      if (view.problem !== undefined) {
+        warn(`the function refuses this range and keeps the last valid one it saw: ${view.problem}`);
+      }
+      for (const w of view.warnings) warn(w);
+      out(JSON.stringify(view.fields) + '\n');
+    });
+
+  config
+    .command('set')
+    .description(
+      'validate and write the range (both ends, C1) and/or settings; other fields are kept. ' +
+        'The function applies a change within 10 s',
+    )
+    .option('--range-start <mac>', 'first MAC of the pool, any common spelling')
+    .option('--range-end <mac>', 'last MAC of the pool, inclusive')
+    .addOption(new Option('--opt-mode <mode>', 'which namespaces the pool serves').choices(OPT_MODES))
+    .option(
+      '--cooldown-seconds <n>',
+      'how long a released MAC rests before it is handed out again (0-604800)',
+      wholeNumber,
+    )
+    .option(
+      '--wait-time-seconds <n>',
+      'how old a pending claim must be before a reconcile releases it (30-86400)',
+      wholeNumber,
+    )
+    .addHelpText(
+      'after',
+      examples(
+        '$ macpool config set --range-start 02:10:00:00:00:00 --range-end 02:10:00:00:ff:ff',
+        '$ macpool config set --opt-mode opt-in --cooldown-seconds 300',
+      ),
+    )
+    .action(
+      async (
+        o: {
+          rangeStart?: string;
+          rangeEnd?: string;
+          optMode?: OptMode;
+          cooldownSeconds?: number;
+          waitTimeSeconds?: number;
+        },
+        cmd: Command,
+      ) => {
+        if ((o.rangeStart === undefined) !== (o.rangeEnd === undefined)) {
+          cmd.error('error: --range-start and --range-end go together: the range is set as a whole', USAGE);
+        }
+        const settings: Partial<Settings> = {
+          ...(o.optMode !== undefined ? { optMode: o.optMode } : {}),
+          ...(o.cooldownSeconds !== undefined ? { cooldownSeconds: o.cooldownSeconds } : {}),
+          ...(o.waitTimeSeconds !== undefined ? { waitTimeSeconds: o.waitTimeSeconds } : {}),
+        };
+        const change: ConfigChange = {
+          ...(o.rangeStart !== undefined && o.rangeEnd !== undefined
+            ? { range: { rangeStart: o.rangeStart, rangeEnd: o.rangeEnd } }
+            : {}),
+          ...(Object.keys(settings).length > 0 ? { settings } : {}),
+        };
+        if (change.range === undefined && change.settings === undefined) {
+          cmd.error(
+            'error: nothing to set: give --range-start and --range-end, or --opt-mode, --cooldown-seconds or ' +
+              '--wait-time-seconds',
+            USAGE,
+          );
+        }
+        const result = await firestore(cmd, (s) => setConfig(s, change, new Date()));
+        if (!result.ok) throw new Failure(result.reason);
+        for (const w of result.warnings) warn(w);
+        if (json(cmd)) return printJson({ ...change, warnings: result.warnings });
+        if (change.range) {
+          out(`${RANGE_DOC_PATH}: rangeStart=${change.range.rangeStart} rangeEnd=${change.range.rangeEnd}\n`);
+        }
+        if (change.settings) {
+          const fields = Object.entries(change.settings).map(([k, v]) => `${k}=${String(v)}`);
+          out(`${SETTINGS_DOC_PATH}: ${fields.join(' ')}\n`);
+        }
+        info('the function applies the change within 10 s');
+      },
+    );
+}
+
+const NAMESPACE_DESCRIPTIONS: Record<NamespaceAction, string> = {
+  ignore: `set ${OPT_LABEL}=ignore: in opt-out mode the pool leaves the namespaces' VMs alone`,
+  allocate: `set ${OPT_LABEL}=allocate: in opt-in mode only such namespaces are served`,
+  reset: `remove the ${OPT_LABEL} label: the namespaces follow the opt mode's default`,
+};
+
+function printNamespaces(cmd: Command, cluster: string, optMode: OptMode, views: readonly NamespaceView[]): void {
+  if (json(cmd)) return printJson({ cluster, optMode, namespaces: views.map(namespaceJson) });
+  if (views.length > 0) out(table(NAMESPACE_HEADERS, views.map(namespaceRow)));
+}
+
+function namespaceCommands(program: Command): void {
+  const namespace = program
+    .command('namespace')
+    .summary('label namespaces ignore/allocate, or list them')
+    .description(
+      'label namespaces in the pool (clusters/{cluster}/namespaces/{namespace}) and list them. The webhook ' +
+        "selector reads the cluster's own labels, and the namespace sync mirrors them here: label the " +
+        'namespace in the cluster too',
+    )
+    .addHelpText(
+      'after',
+      examples('$ macpool namespace ignore kube-system lab --cluster east', '$ macpool namespace list'),
+    );
+
+  for (const action of NAMESPACE_ACTIONS) {
+    namespace
+      .command(action)
+      .description(NAMESPACE_DESCRIPTIONS[action])
+      .argument('<namespaces...>', 'namespace names', (value: string, previous: string[] = []) => [
+        ...previous,
+        namespaceName(value),
+      ])
+      .addOption(clusterOption('the cluster the namespaces belong to'))
+      .addHelpText('after', examples(`$ macpool namespace ${action} lab-a lab-b --cluster east`))
+      .action(async (namespaces: string[], o: { cluster: string }, cmd: Command) => {
+        const { optMode, views } = await firestore(cmd, async (s) => {
+          const { optMode } = effectiveSettings(await getSettings(s));
+          return { optMode, views: await setNamespaceLabel(s, o.cluster, namespaces, action, optMode) };
+        });
+        printNamespaces(cmd, o.cluster, optMode, views);
+      });
+  }
+
+  namespace
+    .command('list')
+    .description('list the namespace documents of a cluster: their opt label, and whether the pool serves them')
+    .addOption(clusterOption('the cluster to list'))
+    .addHelpText('after', examples('$ macpool namespace list --cluster east'))
+    .action(async (o: { cluster: string }, cmd: Command) => {
+      const { optMode, views } = await firestore(cmd, async (s) => {
+        const { optMode } = effectiveSettings(await getSettings(s));
+        return { optMode, views: await listNamespaces(s, o.cluster, optMode) };
+      });
+      if (!json(cmd)) {
+        const unlisted = optMode === 'opt-out' ? 'served' : 'not served';
+        info(`cluster ${o.cluster}, ${optMode} mode: namespaces without a document are ${unlisted}`);
+      }
+      printNamespaces(cmd, o.cluster, optMode, views);
+    });
+}
+
+function statusCommand(program: Command): void {
+  program
+    .command('status')
+    .summary('pool figures: size, claimed, released, free, utilization')
+    .description(
+      'pool figures: the range and its size, claimed, released (cooling down or not), free and utilization, ' +
+        'claims by state, and claims outside the range. Counts only: no claim is read',
+    )
+    .addHelpText('after', examples('$ macpool status', '$ macpool status -o json'))
+    .action(async (_o: object, cmd: Command) => {
+      const result = await firestore(cmd, (s) => poolStatus(s, new Date()));
+      if (!result.ok) throw new Failure(`${result.reason}; fix it with macpool config set`);
+      for (const w of result.status.rangeWarnings) warn(w);
+      if (json(cmd)) return printJson(result.status);
+      out(statusText(result.status));
+    });
+}
+
+function claimsCommands(program: Command): void {
+  const claims = program
+    .command('claims')
+    .summary('list claims, or release one')
+    .description('list claims (macs/{mac}) or release one')
+    .addHelpText(
+      'after',
+      examples('$ macpool claims list --namespace lab', '$ macpool claims release 02:00:00:00:00:0a'),
+    );
+
+  claims
+    .command('list')
+    .description('list claims in MAC order, filtered by owner and state')
+    .addOption(new Option('--cluster <name>', 'only claims of this cluster').argParser(clusterName))
+    .addOption(new Option('--namespace <name>', 'only claims of this namespace').argParser(namespaceName))
+    .option('--vm <name>', 'only claims of the VM of this name')
+    .addOption(new Option('--state <state>', 'only claims in this state').choices(CLAIM_STATES))
+    .addOption(
+      new Option('--limit <n>', 'list at most this many').argParser(positiveNumber).default(DEFAULT_CLAIMS_LIMIT),
+    )
+    .addHelpText(
+      'after',
+      examples(
+        '$ macpool claims list --cluster east --namespace lab --vm web-1',
+        '$ macpool claims list --state pending -o json',
+      ),
+    )
+    .action(
+      async (
+        o: { cluster?: string; namespace?: string; vm?: string; state?: ClaimState; limit: number },
+        cmd: Command,
+      ) => {
+        const filter = {
+          ...(o.cluster !== undefined ? { cluster: o.cluster } : {}),
+          ...(o.namespace !== undefined ? { namespace: o.namespace } : {}),
+          ...(o.vm !== undefined ? { name: o.vm } : {}),
+          ...(o.state !== undefined ? { state: o.state } : {}),
+        };
+        const list = await firestore(cmd, (s) => listClaims(s, filter, o.limit));
+        if (list.matching !== undefined) {
+          info(`showing ${list.claims.length} of ${list.matching} matching claims; raise --limit to see more`);
+        }
+        if (json(cmd)) return printJson(list.claims.map(claimJson));
+        if (list.claims.length === 0) return info('no claims match');
+        out(table(CLAIM_HEADERS, list.claims.map(claimRow)));
+      },
+    );
+
+  claims
+    .command('release')
+    .description(
+      'release a claim as a VM delete would: the MAC rests for the cool-down (config/settings), then automatic ' +
+        'allocation may hand it out again',
+    )
+    .argument('<mac>', 'the MAC, in any common spelling', macAddress)
+    .option('--now', 'end the cool-down at once: automatic allocation may hand the MAC out right away')
+    .addHelpText(
+      'after',
+      examples('$ macpool claims release 02:00:00:00:00:0a', '$ macpool claims release 02-00-00-00-00-0A --now'),
+    )
+    .action(async (mac: string, o: { now?: boolean }, cmd: Command) => {
+      const outcome = await firestore(cmd, (s) => releaseClaim(s, mac, { now: new Date(), immediate: o.now === true }));
+      switch (outcome.kind) {
+        case 'not-found':
+        case 'corrupt':
+        case 'conflict':
+          throw new Failure(releaseFailureMessage(outcome));
+        case 'already-released':
+          if (json(cmd)) return printJson({ mac, state: 'released', freeAt: outcome.freeAt, changed: false });
+          return out(
+            `${mac} is already released; automatic allocation may hand it out from ${timestamp(outcome.freeAt)}\n`,
+          );
+        case 'released': {
+          const p = outcome.previous;
+          if (p.state !== 'released') {
+            warn(
+              `the claim belonged to VM ${p.namespace}/${p.name || '(generateName)'} of cluster ${p.cluster} (${p.state}); ` +
+                'if that VM still carries the MAC, another VM may get it once the cool-down ends',
+            );
+          }
+          if (json(cmd)) {
+            return printJson({
+              mac,
+              state: 'released',
+              releasedAt: outcome.releasedAt,
+              freeAt: outcome.freeAt,
+              changed: true,
+            });
+          }
+          return out(
+            o.now === true
+              ? `released ${mac}; automatic allocation may hand it out now\n`
+              : `released ${mac}; automatic allocation may hand it out from ${timestamp(outcome.freeAt)}\n`,
+          );
+        }
+        default:
+          return outcome satisfies never;
+      }
+    });
+}
+
+/** Reads one `kubectl get ... -o json` output, from a file or (`-`) standard input. */
+async function readJson(file: string): Promise<unknown> {
+  const name = file === '-' ? 'standard input' : file;
+  let content: string;
+  try {
+    content = file === '-' ? await text(process.stdin) : await readFile(file, 'utf8');
+  } catch (error) {
+    throw new Failure(`cannot read ${name}: ${describeError(error)}`);
+  }
+  try {
+    return JSON.parse(content);
+  } catch (error) {
+    const reason = error instanceof SyntaxError ? error.message.replace(/\s+/g, ' ') : describeError(error);
+    throw new Failure(`${name} is not JSON (${reason}); expected the output of kubectl get virtualmachines -A -o json`);
+  }
+}
+
+function reconcileCommand(program: Command): void {
+  program
+    .command('reconcile')
+    .summary("align the claims with the cluster's VMs (kubectl get ... -o json)")
+    .description(
+      'align the claims with the VMs the cluster stores: bind the claims of stored VMs, release claims whose VM ' +
+        'is gone or no longer carries the MAC (once older than the wait time), claim the MACs stored VMs carry ' +
+        'without a claim, and report collisions. With namespaces in the input, their documents are made to match',
+    )
+    .addOption(
+      new Option(
+        '-f, --filename <file>',
+        'output of kubectl get virtualmachines[,namespaces] -A -o json; - for stdin; repeatable',
+      )
+        .argParser((value: string, previous: string[] = []) => [...previous, value])
+        .makeOptionMandatory(),
+    )
+    .addOption(clusterOption('the cluster the inventory comes from'))
+    .addHelpText(
+      'after',
+      examples(
+        '$ kubectl get virtualmachines,namespaces -A -o json | macpool reconcile -f - --cluster east',
+        '$ macpool reconcile -f vms.json -f namespaces.json --cluster east -o json',
+      ),
+    )
+    .action(async (o: { filename: string[]; cluster: string }, cmd: Command) => {
+      if (o.filename.filter((f) => f === '-').length > 1) {
+        cmd.error('error: standard input (-) can be read once', USAGE);
+      }
+      const inputs = await Promise.all(o.filename.map(readJson));
+      const inventory = parseInventory(inputs.length === 1 ? inputs[0] : inputs);
+      const s = openStore();
+      // People at a terminal see a progress bar; pipes and logs get none.
+      let bar: cliProgress.SingleBar | undefined;
+      const onProgress = (done: number, total: number) => {
+        if (bar === undefined) {
+          bar = new cliProgress.SingleBar(
+            {
+              stream: process.stderr,
+              format: 'reconcile [{bar}] {value}/{total} writes | {eta_formatted}',
+              clearOnComplete: true,
+            },
+            cliProgress.Presets.shades_classic,
+          );
+          bar.start(total, done);
+        } else bar.update(done);
+      };
+      let report: ReconcileReport;
+      try {
+        report = await reconcile(s, inventory, {
+          cluster: o.cluster,
+          // Structured lines (the mac-collision event among them) on stderr, for log-based metrics when run as a job.
+          log: jsonLogger((line) => process.stderr.write(line + '\n')),
+          ...(process.stderr.isTTY ? { onProgress } : {}),
+        });
+      } finally {
+        bar?.stop();
+      }
+      if (json(cmd)) return printJson(report);
+      out(reconcileText(report, o.cluster));
+    });
+}
+
+/** The cluster's token: `--token`, else its first entry in MACPOOL_TOKENS (the function's own variable). */
+function clusterToken(cmd: Command, cluster: string, given: string | undefined): string {
+  if (given !== undefined) return given;
+  const tokens = process.env.MACPOOL_TOKENS?.trim();
+  if (!tokens) {
+    cmd.error(
+      `error: no token for cluster ${cluster}: pass --token TOKEN, or set MACPOOL_TOKENS="${cluster}=TOKEN,..." ` +
+        'as the function has it',
+      USAGE,
+    );
+  }
+  const entry = parseTokens(tokens).find((t) => t.cluster === cluster);
+  if (entry === undefined) {
+    cmd.error(
+      `error: MACPOOL_TOKENS has no token for cluster ${cluster}: add "${cluster}=TOKEN" or pass --token TOKEN`,
+      USAGE,
+    );
+  }
+  return entry.token;
+}
+
+function webhookConfigCommand(program: Command): void {
+  program
+    .command('webhook-config')
+    .summary("print the cluster's webhook configurations as YAML")
+    .description(
+      "print the cluster's MutatingWebhookConfiguration and ValidatingWebhookConfiguration as YAML, for " +
+        'kubectl apply -f - (offline: Firestore is not read)',
+    )
+    .requiredOption('--url <url>', "the function's https URL")
+    .addOption(clusterOption('the cluster whose token the webhooks carry'))
+    .option('--token <token>', 'the cluster token (default: the first token of --cluster in MACPOOL_TOKENS)')
+    .addOption(
+      new Option('--opt-mode <mode>', 'namespace selection; match config/settings optMode')
+        .choices(OPT_MODES)
+        .default('opt-out'),
+    )
+    .addOption(
+      new Option('--timeout-seconds <n>', 'webhook timeout (1-30)')
+        .argParser(wholeNumber)
+        .default(DEFAULT_WEBHOOK_TIMEOUT_SECONDS),
+    )
+    .addHelpText(
+      'after',
+      examples(
+        '$ MACPOOL_TOKENS="east=$TOKEN" macpool webhook-config --url https://macpool-abc123-ew.a.run.app --cluster east | kubectl apply -f -',
+      ),
+    )
+    .action(
+      (o: { url: string; cluster: string; token?: string; optMode: OptMode; timeoutSeconds: number }, cmd: Command) => {
+        const options: WebhookOptions = {
+          url: o.url,
+          token: clusterToken(cmd, o.cluster, o.token),
+          optMode: o.optMode,
+          timeoutSeconds: o.timeoutSeconds,
+        };
+        if (!json(cmd)) return out(webhookConfigurationsYaml(options));
+        const { mutating, validating } = webhookConfigurations(options);
+        printJson({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] });
+      },
+    );
+}
+
+/** The version in package.json (dist/cli/macpool.js is two levels below it). */
+function packageVersion(): string {
+  const pkg: unknown = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  return (pkg as { version?: string }).version ?? 'unknown';
+}
+
+function buildProgram(): Command {
+  const program = new Command('macpool')
+    .description('Operate a macpool MAC address pool: its configuration, namespaces, claims and webhooks, in Firestore')
+    // Before the subcommands are added: they inherit these settings.
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => process.stdout.write(s),
+      writeErr: (s) => process.stderr.write(s),
+    })
+    .showHelpAfterError()
+    .version(packageVersion())
+    .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('table'))
+    .addOption(
+      new Option('--timeout <seconds>', 'give up on Firestore after this long (reconcile excepted)')
+        .argParser(positiveNumber)
+        .default(DEFAULT_FIRESTORE_TIMEOUT_SECONDS),
+    )
+    .addHelpText(
+      'after',
+      examples('$ GOOGLE_CLOUD_PROJECT=my-macpool macpool status', '$ macpool claims list --namespace lab -o json') +
+        '\nEnvironment: GOOGLE_CLOUD_PROJECT (required for Firestore), FIRESTORE_EMULATOR_HOST, MACPOOL_TOKENS.\n' +
+        'Exit codes: 0 success, 1 failure (reason on stderr), 2 usage error.\n',
+    );
+  configCommands(program);
+  namespaceCommands(program);
+  statusCommand(program);
+  claimsCommands(program);
+  reconcileCommand(program);
+  webhookConfigCommand(program);
+  return program;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return 0;
+  } catch (error) {
+    // Commander has printed the message and the help already; only --help and --version end with 0.
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    process.stderr.write(`error: ${error instanceof Failure ? error.message : describeError(error)}\n`);
+    return 1;
+  }
+}
+
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0); // `macpool claims list | head`
+  throw error;
+});
+const code = await main(process.argv);
+// Exit once the output is flushed: a Firestore call abandoned at --timeout would otherwise keep the process alive.
+process.stdout.write('', () => process.exit(code));
