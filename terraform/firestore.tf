@@ -20,6 +20,28 @@ resource "google_firestore_field" "macs_expire_at" {
   ttl_config {}
 }
 
+# `macpool status` counts released claims still in their cool-down: an equality on state plus ranges on the
+# document id and releasedAt, which needs this composite index. Admissions and reconciles need none (equality
+# filters and document-id ranges are served by single-field indexes).
+resource "google_firestore_index" "macs_cooling_down" {
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "macs"
+
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "releasedAt"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "__name__"
+    order      = "ASCENDING"
+  }
+}
+
 # The initial range. Written on the first apply only: operators, the HyperConverged sync and the macpool CLI own
 # the document afterwards, and Terraform must not revert their edits.
 resource "google_firestore_document" "range" {

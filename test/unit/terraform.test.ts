@@ -469,6 +469,9 @@ describe('terraform root module (Google Cloud)', () => {
   });
 
   it('sets a TTL policy on macs.expireAt', () => {
+    const index = resource(root, 'google_firestore_index', 'macs_cooling_down');
+    expect(index.collection).toBe('macs');
+    expect(blocks(index.fields).map((f) => f.field_path)).toEqual(['state', 'releasedAt', '__name__']);
     const ttl = resource(root, 'google_firestore_field', 'macs_expire_at');
     expect(ttl).toMatchObject({ collection: 'macs', field: 'expireAt' });
     expect(ttl.ttl_config).toEqual([{}]);
