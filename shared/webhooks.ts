@@ -4,15 +4,14 @@
  * (`terraform/modules/cluster/webhooks.tf`) renders the same objects and a unit test holds the two equal.
  */
 import { stringify } from 'yaml';
+import { NAMESPACE_OPT_LABEL as OPT_LABEL, OPT_IN_VALUE, OPT_OUT_VALUE } from './kubevirt.js';
 
 /** How namespaces are selected for MAC allocation (SPEC V9). */
 export const OPT_MODES = ['opt-out', 'opt-in'] as const;
 export type OptMode = (typeof OPT_MODES)[number];
 
 /** Namespace label that opts a namespace out of (value `ignore`) or into (value `allocate`) MAC allocation. */
-export const OPT_LABEL = 'mutatevirtualmachines.kubemacpool.io';
-export const OPT_OUT_VALUE = 'ignore';
-export const OPT_IN_VALUE = 'allocate';
+export { OPT_LABEL, OPT_IN_VALUE, OPT_OUT_VALUE };
 /** Run-level labels of cluster-critical namespaces (KMP excludes run levels 0 and 1 from its webhooks). */
 export const RUN_LEVEL_LABELS = ['runlevel', 'openshift.io/run-level'] as const;
 export const EXCLUDED_RUN_LEVELS = ['0', '1'] as const;
