@@ -35,9 +35,9 @@ interface Fn {
   stop(): Promise<void>;
 }
 
-async function spawnFunction(emulator: RunningEmulator, projectId: string): Promise<Fn> {
+async function spawnFunction(emulator: RunningEmulator, projectId: string, target = ['--target=macpool']): Promise<Fn> {
   const port = await freePort();
-  const child = spawn(process.execPath, [FRAMEWORK_MAIN, '--target=macpool', `--port=${port}`], {
+  const child = spawn(process.execPath, [FRAMEWORK_MAIN, ...target, `--port=${port}`], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -338,6 +338,44 @@ async function reconcileBench(
   };
 }
 
+/** Throughput of the framework floor (bench/floor.ts) and of bare create(), in alternating rounds. */
+async function floorRate(
+  emulator: RunningEmulator,
+  projectId: string,
+  db: Firestore,
+): Promise<{ floor: number; bare: number }> {
+  const fn = await spawnFunction(emulator, projectId, [
+    '--target=floor',
+    `--source=${join(ROOT, 'dist', 'bench', 'floor.js')}`,
+  ]);
+  await waitForPath(fn, '/');
+  let floorSeconds = 0;
+  let bareSeconds = 0;
+  const body = JSON.stringify(createReview('floor'));
+  await load(200, CONCURRENCY, () => post(fn.url + '/', body));
+  for (let round = 0; round < 3; round++) {
+    floorSeconds += (await load(500, CONCURRENCY, () => post(fn.url + '/', body))).seconds;
+    const docs = Array.from({ length: 500 }, () => db.collection('bare').doc(randomUUID()));
+    bareSeconds += (
+      await load(500, CONCURRENCY, (i) => docs[i]!.create({ uid: 'x', state: 'pending', createdAt: new Date() }))
+    ).seconds;
+  }
+  await fn.stop();
+  return { floor: 1500 / floorSeconds, bare: 1500 / bareSeconds };
+}
+
+async function waitForPath(fn: Fn, path: string) {
+  for (let i = 0; i < 300; i++) {
+    try {
+      await post(fn.url + path, '{}');
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error('function did not start');
+}
+
 function runCli(args: string[], env: Record<string, string>): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'macpool.js'), ...args], {
@@ -438,6 +476,11 @@ async function main() {
       `admissions ${admissionRate.toFixed(0)}/s vs bare create() ${bareRate.toFixed(0)}/s at concurrency ${CONCURRENCY} = ${(admissionRate / bareRate).toFixed(2)}x`,
       '>= 0.5x',
       admissionRate / bareRate >= 0.5,
+    );
+    const floor = await floorRate(emulator, `bench-floor-${run}`, db);
+    console.log(
+      `      (context: a functions-framework function doing only one create() per request: ` +
+        `${floor.floor.toFixed(0)}/s vs bare ${floor.bare.toFixed(0)}/s = ${(floor.floor / floor.bare).toFixed(2)}x)`,
     );
 
     if (process.env.BENCH_ONLY === 'P2') {
