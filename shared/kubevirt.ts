@@ -11,6 +11,67 @@ export const OPT_IN_VALUE = 'allocate';
 
 export const INTERFACES_PATH = '/spec/template/spec/domain/devices/interfaces';
 
+/** Kubernetes names as the API server enforces them; anything else did not come from an API server. */
+export const NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+export const OBJECT_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const MAX_UID = 128;
+const MAX_INTERFACE_NAME = 253;
+/** Interfaces are a few levels deep; far deeper nesting is hostile and would exhaust the comparison's stack. */
+const MAX_INTERFACE_DEPTH = 32;
+
+/**
+ * Checks what the pool writes into Firestore ids and fields: request uid, namespace, VM name (empty for
+ * generateName), interface names, and the nesting of the interface list. Kubernetes never sends anything else;
+ * a token holder might, and must get a 422 naming the field rather than a Firestore error.
+ */
+export function checkIdentity(
+  requestUid: string,
+  namespace: string,
+  name: string,
+  vms: readonly VirtualMachine[],
+): DomainError | undefined {
+  const invalid = (path: string, problem: string): DomainError => ({ code: 'invalid-object', path, problem });
+  if (requestUid.length > MAX_UID || !requestUid.isWellFormed()) {
+    return invalid(
+      'request.uid',
+      `must be at most ${MAX_UID} characters of well-formed text (the API server sends a UUID)`,
+    );
+  }
+  if (!NAMESPACE_NAME.test(namespace)) {
+    return invalid(
+      'namespace',
+      'must be a Kubernetes namespace name (a DNS label: a-z, 0-9 and "-", at most 63 characters)',
+    );
+  }
+  if (name !== '' && !OBJECT_NAME.test(name)) {
+    return invalid('metadata.name', 'must be a Kubernetes object name (a DNS subdomain, at most 253 characters)');
+  }
+  for (const vm of vms) {
+    const interfaces = vm.spec?.template?.spec?.domain?.devices?.interfaces ?? [];
+    for (const [i, iface] of interfaces.entries()) {
+      const path = `spec.template.spec.domain.devices.interfaces[${i}]`;
+      if (iface.name.length > MAX_INTERFACE_NAME || !iface.name.isWellFormed()) {
+        return invalid(`${path}.name`, `must be at most ${MAX_INTERFACE_NAME} characters of well-formed text`);
+      }
+      if (depthExceeds(iface, MAX_INTERFACE_DEPTH))
+        return invalid(path, `is nested more than ${MAX_INTERFACE_DEPTH} levels deep`);
+    }
+  }
+  return undefined;
+}
+
+/** Whether a JSON value nests deeper than `limit`, checked without recursion. */
+function depthExceeds(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= limit) return true;
+    for (const child of Object.values(v as object)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 // Only the fields macpool reads are typed; everything else passes through untouched.
 const InterfaceSchema = z.looseObject({
   name: z.string({ error: 'must be a string' }),

@@ -20,6 +20,7 @@ import { namespaceManaged } from './config.js';
 import { type DomainError, errorHttpCode, errorMessage } from './errors.js';
 import { DeadlineError, withDeadline } from './deadline.js';
 import {
+  checkIdentity,
   checkInterfaces,
   sameInterfaces,
   type VirtualMachine,
@@ -123,6 +124,13 @@ export class MacPool {
     const parsed = parseVm(request.object, 'request.object');
     if (!parsed.ok) return denied(parsed.error, 0);
     const vm = parsed.vm;
+    const owner: Owner = {
+      cluster,
+      namespace: namespaceOf(request, vm),
+      name: vm.metadata?.name || request.name || '',
+    };
+    const invalid = checkIdentity(request.uid, owner.namespace, owner.name, [vm]);
+    if (invalid) return denied(invalid, 0);
     const view = viewVm(vm);
     // V2: nothing to do for a VM without template, interfaces or networks.
     if (!view.hasTemplate || view.interfaces.length === 0 || !view.hasNetworks)
@@ -135,11 +143,6 @@ export class MacPool {
       if (problem) return denied(problem, 0);
       return simple({ allowed: true, patch: timestampOps(hasAnnotations(view), timestamp) }, 'no-mac-needed');
     }
-    const owner: Owner = {
-      cluster,
-      namespace: namespaceOf(request, vm),
-      name: vm.metadata?.name || request.name || '',
-    };
     return this.withBudget(async () => {
       const setup = await this.setup(cluster, owner.namespace);
       if (setup.kind === 'skip') return simple(ALLOWED_UNCHANGED, 'namespace-not-managed');
@@ -178,6 +181,13 @@ export class MacPool {
     const parsedOld = parseVm(request.oldObject ?? {}, 'request.oldObject');
     if (!parsedOld.ok) return denied(parsedOld.error, 0);
     const [vm, old] = [parsedNew.vm, parsedOld.vm];
+    const owner: Owner = {
+      cluster,
+      namespace: namespaceOf(request, old),
+      name: old.metadata?.name || request.name || '',
+    };
+    const invalid = checkIdentity(request.uid, owner.namespace, owner.name, [vm, old]);
+    if (invalid) return denied(invalid, 0);
     const view = viewVm(vm);
     // U4: an update that leaves the interfaces alone makes no patch and no write.
     if (!view.hasTemplate || sameInterfaces(old, vm)) return simple(ALLOWED_UNCHANGED, 'interfaces-unchanged');
@@ -198,11 +208,6 @@ export class MacPool {
     const problem = checkInterfaces(effective);
     if (problem) return denied(problem, 0);
 
-    const owner: Owner = {
-      cluster,
-      namespace: namespaceOf(request, old),
-      name: old.metadata?.name || request.name || '',
-    };
     const uid = old.metadata?.uid;
     const oldMacs = new Set(
       oldView.interfaces.flatMap((i) => (i.macText ? [canonicalMac(i.macText) ?? i.macText] : [])),
@@ -273,6 +278,8 @@ export class MacPool {
       name: old.metadata?.name || request.name || '',
     };
     if (owner.name === '') return simple(ALLOWED_UNCHANGED, 'delete-unnamed');
+    const invalid = checkIdentity(request.uid, owner.namespace, owner.name, [old]);
+    if (invalid) return { ...simple(ALLOWED_UNCHANGED, 'delete-invalid'), detail: errorMessage(invalid) };
     const storedMacs = new Set(
       viewVm(old).interfaces.flatMap((i) => (i.macText ? [canonicalMac(i.macText) ?? i.macText] : [])),
     );

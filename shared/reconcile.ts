@@ -8,7 +8,14 @@ import { z } from 'zod';
 import { claimData, releaseWrite, type Snapshot, type Write } from './allocator.js';
 import { namespaceManaged, parsePoolConfig, RANGE_DOC_PATH, SETTINGS_DOC_PATH, type Settings } from './config.js';
 import { CLAIM_OPTIONAL_FIELDS, claimPath, type ClaimDoc, namespacePath } from './documents.js';
-import { NAMESPACE_OPT_LABEL, TRANSACTION_TIMESTAMP_ANNOTATION, VirtualMachineSchema, viewVm } from './kubevirt.js';
+import {
+  NAMESPACE_NAME,
+  NAMESPACE_OPT_LABEL,
+  OBJECT_NAME,
+  TRANSACTION_TIMESTAMP_ANNOTATION,
+  VirtualMachineSchema,
+  viewVm,
+} from './kubevirt.js';
 import { LOG_EVENTS, type Logger } from './log.js';
 import { canonicalMac, isMulticast, parseMac } from './mac.js';
 import type { OptMode } from './webhooks.js';
@@ -79,6 +86,12 @@ export function parseInventory(input: unknown): Inventory {
       const { kind, metadata } = item.data;
       if (kind === 'Namespace') {
         namespaces ??= new Map();
+        if (!NAMESPACE_NAME.test(metadata.name)) {
+          problems.push(
+            `item ${i + 1} (Namespace ${JSON.stringify(metadata.name.slice(0, 80))}): not a valid name, skipped`,
+          );
+          continue;
+        }
         const label = metadata.labels?.[NAMESPACE_OPT_LABEL];
         namespaces.set(metadata.name, label === undefined ? {} : { [NAMESPACE_OPT_LABEL]: label });
         continue;
@@ -90,6 +103,10 @@ export function parseInventory(input: unknown): Inventory {
       const where = `VirtualMachine ${metadata.namespace ?? '?'}/${metadata.name}`;
       if (!metadata.namespace) {
         problems.push(`${where}: no metadata.namespace, skipped`);
+        continue;
+      }
+      if (!NAMESPACE_NAME.test(metadata.namespace) || !OBJECT_NAME.test(metadata.name)) {
+        problems.push(`${where}: not a valid Kubernetes namespace and name, skipped`);
         continue;
       }
       const vm = VirtualMachineSchema.safeParse(raw);

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { AdmissionRequest, Verdict } from './admission.js';
 import { RANGE_DOC_PATH } from './config.js';
 import { namespacePath } from './documents.js';
-import { NAMESPACE_OPT_LABEL } from './kubevirt.js';
+import { NAMESPACE_NAME, NAMESPACE_OPT_LABEL } from './kubevirt.js';
 import { validateRange } from './range.js';
 import type { Store } from './store.js';
 import { withDeadline } from './deadline.js';
@@ -49,6 +49,7 @@ export async function syncNamespace(
   const object = NamespaceSchema.safeParse(request.operation === 'DELETE' ? request.oldObject : request.object);
   const name = object.success ? object.data.metadata.name : request.name;
   if (!name) return { verdict: allowed, outcome: 'namespace-unparsed' };
+  if (!NAMESPACE_NAME.test(name)) return { verdict: allowed, outcome: 'namespace-invalid-name' };
   if (request.dryRun) return { verdict: allowed, outcome: 'dry-run' };
   try {
     if (request.operation === 'DELETE') {

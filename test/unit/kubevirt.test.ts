@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { errorMessage } from '../../shared/errors.js';
 import {
+  checkIdentity,
   checkInterfaces,
   sameInterfaces,
   VirtualMachineSchema,
@@ -146,5 +147,49 @@ describe('VirtualMachineSchema', () => {
   it('keeps fields it does not know', () => {
     const object = example('create-vm-sriov').request.object;
     expect(VirtualMachineSchema.parse(object)).toEqual(object);
+  });
+});
+
+describe('checkIdentity (what reaches Firestore ids and fields)', () => {
+  const ok = VirtualMachineSchema.parse(vm('v', 'ns', [{ name: 'default' }]));
+  const deep = VirtualMachineSchema.parse(vm('v', 'ns', [{ name: 'default' }]));
+  let node: Record<string, unknown> = {};
+  (deep.spec!.template!.spec!.domain!.devices!.interfaces![0] as Record<string, unknown>).masquerade = node;
+  for (let i = 0; i < 100; i++) node = (node.x = {}) as Record<string, unknown>;
+  it.each([
+    {
+      name: 'a Kubernetes request',
+      uid: 'b7e0c7a4-0c1e-4a5e-9d1e-3f0c2c1a9b11',
+      ns: 'team-a',
+      vmName: 'vm-1.web',
+      vms: [ok],
+      path: undefined,
+    },
+    { name: 'a generateName CREATE (no name yet)', uid: 'u', ns: 'team-a', vmName: '', vms: [ok], path: undefined },
+    { name: 'a namespace with a slash', uid: 'u', ns: 'a/b', vmName: 'v', vms: [ok], path: 'namespace' },
+    { name: 'namespace ".."', uid: 'u', ns: '..', vmName: 'v', vms: [ok], path: 'namespace' },
+    { name: 'an upper-case VM name', uid: 'u', ns: 'ns', vmName: 'VM', vms: [ok], path: 'metadata.name' },
+    { name: 'a 254-character VM name', uid: 'u', ns: 'ns', vmName: 'a'.repeat(254), vms: [ok], path: 'metadata.name' },
+    {
+      name: 'a request uid of 1 MB',
+      uid: 'u'.repeat(1_000_000),
+      ns: 'ns',
+      vmName: 'v',
+      vms: [ok],
+      path: 'request.uid',
+    },
+    { name: 'a lone surrogate in the uid', uid: 'u\ud800', ns: 'ns', vmName: 'v', vms: [ok], path: 'request.uid' },
+    {
+      name: 'an interface nested 100 levels deep',
+      uid: 'u',
+      ns: 'ns',
+      vmName: 'v',
+      vms: [deep],
+      path: 'spec.template.spec.domain.devices.interfaces[0]',
+    },
+  ])('$name', ({ uid, ns, vmName, vms, path }) => {
+    const problem = checkIdentity(uid, ns, vmName, vms);
+    if (path === undefined) expect(problem).toBeUndefined();
+    else expect(problem).toMatchObject({ code: 'invalid-object', path });
   });
 });
