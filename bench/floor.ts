@@ -12,7 +12,19 @@ const db = new Firestore({ projectId: process.env.GOOGLE_CLOUD_PROJECT ?? 'bench
 
 ff.http('floor', async (req, res) => {
   const uid = (req.body as { request?: { uid?: string } }).request?.uid ?? '';
-  await db.collection('floor').doc(randomUUID()).create({ uid, state: 'pending', createdAt: new Date() });
+  // The same fields as a claim and as the bench's bare create().
+  await db.collection('floor').doc(randomUUID()).create({
+    mac: 'x',
+    state: 'pending',
+    cluster: 'default',
+    namespace: 'bench',
+    name: 'n',
+    interface: 'default',
+    origin: 'allocated',
+    requestUid: uid,
+    createdAt: new Date(),
+    updatedAt: new Date(),
+  });
   res
     .status(200)
     .json({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, allowed: true } });
