@@ -1,0 +1,159 @@
+/**
+ * Hostile credentials (S1, S3, D1): tokens that are missing, wrong, mangled or another cluster's, and deletes forged
+ * with the right names. A request without its cluster's token gets a bare 401 and changes nothing; a cluster's
+ * token acts on that cluster's claims only; a DELETE frees a claim only for the VM whose uid the claim recorded.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { activeClaims, claims, type Harness, startFunction } from '../support/harness.js';
+import { macsOf, review, stored, vm } from '../support/fixtures.js';
+import { count, note } from '../support/record.js';
+
+const MUTATE = '/mutate-virtualmachines';
+const TOKEN_A = 'cluster-a-token-0123456789abcdef';
+const TOKEN_A_NEXT = 'cluster-a-rotated-fedcba9876543210';
+const TOKEN_B = 'cluster-b-token-abcdef0123456789';
+const TOKENS = [TOKEN_A, TOKEN_A_NEXT, TOKEN_B];
+
+const swapLast = (t: string) => t.slice(0, -1) + (t.endsWith('0') ? '1' : '0');
+
+describe('hostile credentials', () => {
+  let h: Harness;
+  let clock = Date.parse('2026-11-27T12:00:00Z');
+  beforeAll(async () => {
+    h = await startFunction({
+      tokens: [
+        { cluster: 'cluster-a', token: TOKEN_A },
+        { cluster: 'cluster-a', token: TOKEN_A_NEXT },
+        { cluster: 'cluster-b', token: TOKEN_B },
+      ],
+      now: () => new Date(clock),
+    });
+  });
+  afterAll(async () => h.close());
+
+  const as = (token: string) => `/t/${token}${MUTATE}`;
+  const createAs = async (token: string, name: string, ns: string) => {
+    const req = review('CREATE', vm(name, ns, [{ name: 'default' }, { name: 'n', network: 'multus' }]));
+    const res = await h.post(as(token), req);
+    expect(res.body.response.allowed).toBe(true);
+    return stored(req, res.body, `uid-${name}`);
+  };
+
+  const REFUSED = [
+    { name: 'no token', path: MUTATE, headers: {} },
+    { name: 'an empty path token', path: `/t/${MUTATE}`, headers: {} },
+    { name: 'a random token of the same length', path: as('x'.repeat(TOKEN_A.length)), headers: {} },
+    { name: 'the token cut by one character', path: as(TOKEN_A.slice(0, -1)), headers: {} },
+    { name: 'the token and one more character', path: as(`${TOKEN_A}0`), headers: {} },
+    { name: 'the token with its last character changed', path: as(swapLast(TOKEN_A)), headers: {} },
+    { name: 'the token in upper case', path: as(TOKEN_A.toUpperCase()), headers: {} },
+    { name: 'its first half only', path: as(TOKEN_A.slice(0, 16)), headers: {} },
+    { name: 'the cluster name instead of a token', path: as('cluster-a'), headers: {} },
+    { name: 'the token in a query string', path: `${MUTATE}?token=${TOKEN_A}`, headers: {} },
+    { name: 'the token as Basic credentials', path: MUTATE, headers: { authorization: `Basic ${TOKEN_A}` } },
+    { name: 'the token in another header', path: MUTATE, headers: { 'x-macpool-token': TOKEN_A } },
+    { name: 'Bearer with two tokens', path: MUTATE, headers: { authorization: `Bearer ${TOKEN_A} ${TOKEN_B}` } },
+    {
+      name: 'a wrong path token and the right header',
+      path: as(swapLast(TOKEN_A)),
+      headers: { authorization: `Bearer ${TOKEN_A}` },
+    },
+    {
+      name: 'the token split between path and header',
+      path: as(TOKEN_A.slice(0, 16)),
+      headers: { authorization: `Bearer ${TOKEN_A.slice(16)}` },
+    },
+  ];
+
+  it.each(REFUSED)('S1: $name gets a bare 401 and writes nothing', async ({ path, headers }) => {
+    const req = review('CREATE', vm('refused', 'auth', [{ name: 'default' }]));
+    const before = await claims(h.db);
+    const res = await h.post(path, req, headers);
+    expect(res.status).toBe(401);
+    expect(res.body).toEqual({ error: 'unauthorized' });
+    expect(await claims(h.db)).toEqual(before);
+  });
+
+  it('S1: a rotated token names the same cluster as the old one', async () => {
+    const a = await createAs(TOKEN_A, 'rotated-a', 'auth');
+    const b = await createAs(TOKEN_A_NEXT, 'rotated-b', 'auth');
+    const docs = await claims(h.db);
+    expect(docs.get(macsOf(a).default!)?.cluster).toBe('cluster-a');
+    expect(docs.get(macsOf(b).default!)?.cluster).toBe('cluster-a');
+  });
+
+  it("S3: another cluster's token cannot take, free or learn about cluster A's claims", async () => {
+    const victim = await createAs(TOKEN_A, 'victim', 'shared');
+    const before = await activeClaims(h.db);
+    // The same VM, names and uid included, sent by cluster B.
+    const update = structuredClone(victim);
+    update.metadata.labels = { changed: 'yes' };
+    update.spec.template.spec.domain.devices.interfaces.push({ name: 'hot', bridge: {} });
+    update.spec.template.spec.networks.push({ name: 'hot', multus: { networkName: 'hot-nad' } });
+    const takeover = await h.post(as(TOKEN_B), review('UPDATE', update, victim));
+    expect(takeover.body.response).toMatchObject({ allowed: false, status: { code: 409 } });
+    expect(takeover.body.response.status.message).not.toContain('victim'); // S3: never names another cluster's VM
+    const forgedDelete = await h.post(as(TOKEN_B), review('DELETE', null, victim));
+    expect(forgedDelete.body.response.allowed).toBe(true); // a DELETE is never blocked (D1)...
+    const forgedInventory = await h.post(`/t/${TOKEN_B}/reconcile`, { kind: 'List', items: [] });
+    expect(forgedInventory.status).toBe(200);
+    clock += 3_600_000; // even once A's claims are old enough for a reconcile to release them
+    const later = await h.post(`/t/${TOKEN_B}/reconcile`, { kind: 'List', items: [] });
+    expect(later.body.released).toBe(0);
+    // ...but nothing of cluster A changed.
+    const after = await activeClaims(h.db);
+    for (const mac of Object.values(macsOf(victim))) expect(after.get(mac!)).toEqual(before.get(mac!));
+  });
+
+  it('D1: a forged DELETE with the right names but another uid, or none, frees nothing; the real one frees', async () => {
+    const live = await createAs(TOKEN_A, 'd1-live', 'auth');
+    // A reconcile sees the stored VM and records its uid on the claims (an UPDATE would too).
+    const bound = await h.post(`/t/${TOKEN_A}/reconcile`, { kind: 'List', items: [live] });
+    expect(bound.body.bound).toBe(2);
+    const macs = Object.values(macsOf(live)) as string[];
+    for (const uid of ['uid-of-another-vm', undefined]) {
+      const forged = structuredClone(live);
+      if (uid === undefined) delete forged.metadata.uid;
+      else forged.metadata.uid = uid;
+      const res = await h.post(as(TOKEN_A), review('DELETE', null, forged));
+      expect(res.body.response.allowed).toBe(true);
+      const active = await activeClaims(h.db);
+      for (const mac of macs) expect(active.get(mac)).toMatchObject({ state: 'bound', uid: 'uid-d1-live' });
+    }
+    const lines = h.logs.filter((l) => l.outcome === 'release-refused-uid-mismatch');
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    const real = await h.post(as(TOKEN_A), review('DELETE', null, live));
+    expect(real.body.response.allowed).toBe(true);
+    const active = await activeClaims(h.db);
+    for (const mac of macs) expect(active.has(mac)).toBe(false);
+  });
+
+  it('D1, as specified: until a uid is recorded, a DELETE naming the VM frees its claims whatever its uid', async () => {
+    const fresh = await createAs(TOKEN_A, 'd1-fresh', 'auth');
+    const forged = structuredClone(fresh);
+    forged.metadata.uid = 'uid-of-another-vm';
+    await h.post(as(TOKEN_A), review('DELETE', null, forged));
+    const active = await activeClaims(h.db);
+    for (const mac of Object.values(macsOf(fresh))) expect(active.has(mac!)).toBe(false);
+  });
+
+  it('S1: no log line holds a token, or a recognisable part of one', () => {
+    const all = JSON.stringify(h.logs);
+    expect(h.logs.length).toBeGreaterThan(REFUSED.length);
+    for (const token of TOKENS) {
+      for (let i = 0; i + 12 <= token.length; i += 4) expect(all).not.toContain(token.slice(i, i + 12));
+      expect(all.toLowerCase()).not.toContain(token.toLowerCase());
+    }
+    note({
+      area: 'Auth',
+      case:
+        'Missing, wrong, cut, extended, changed, upper-cased, split, misplaced (query, Basic, other header) and ' +
+        'other-cluster tokens; forged DELETEs with the right names and another uid or none',
+      runs: count(REFUSED.length + 6, 'cases'),
+      outcome:
+        `every bad token a bare 401 with nothing written; cluster B's token took, freed and learned nothing of ` +
+        `cluster A (409 without the holder's name, 0 released by its DELETE and empty inventory); a forged DELETE ` +
+        `freed nothing once a uid was recorded; 0 of ${h.logs.length} log lines hold a token`,
+    });
+  });
+});
