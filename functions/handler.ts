@@ -10,6 +10,7 @@ import {
   describeZodError,
 } from '../shared/admission.js';
 import { DEFAULT_CLUSTER, type Env } from '../shared/env.js';
+import { firstLine } from '../shared/errors.js';
 import { LOG_EVENTS, type Logger, type Severity } from '../shared/log.js';
 import type { AdmissionOutcome, MacPool } from '../shared/pool.js';
 import { InventoryError, parseInventory, reconcile } from '../shared/reconcile.js';
@@ -154,7 +155,7 @@ async function health(deps: HandlerDeps, finish: (status: number, body: unknown,
     ]);
     finish(200, { status: 'ok' }, 'DEBUG');
   } catch (e) {
-    finish(503, { status: 'unavailable', error: e instanceof Error ? e.message.split('\n')[0] : String(e) }, 'ERROR');
+    finish(503, { status: 'unavailable', error: firstLine(e) }, 'ERROR');
   } finally {
     clearTimeout(timer);
   }
@@ -232,7 +233,7 @@ async function reconcileRequest(
     });
     return finish(200, report, 'INFO', 'reconcile');
   } catch (e) {
-    fields.detail = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    fields.detail = firstLine(e);
     return finish(503, { error: `reconcile failed: ${String(fields.detail)}` }, 'ERROR', 'reconcile failed');
   }
 }

@@ -91,3 +91,8 @@ export function errorHttpCode(error: DomainError): number {
       return error satisfies never;
   }
 }
+
+/** The first line of a thrown value's message: Firestore and gRPC errors carry long multi-line details. */
+export function firstLine(e: unknown): string {
+  return e instanceof Error ? e.message.split('\n')[0]! : String(e);
+}

@@ -17,7 +17,7 @@ import type { AdmissionRequest, Verdict } from './admission.js';
 import { describeZodError } from './admission.js';
 import type { ConfigSource, NamespaceSource, PoolConfig } from './config.js';
 import { namespaceManaged } from './config.js';
-import { type DomainError, errorHttpCode, errorMessage } from './errors.js';
+import { type DomainError, errorHttpCode, errorMessage, firstLine } from './errors.js';
 import { DeadlineError, withDeadline } from './deadline.js';
 import {
   checkIdentity,
@@ -561,7 +561,7 @@ function denied(error: DomainError, attempts: number): AdmissionOutcome {
 function describe(e: unknown): string {
   if (e instanceof DeadlineError) return e.message;
   const code = (e as { code?: unknown } | null)?.code;
-  const message = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+  const message = firstLine(e);
   return code === undefined ? message : `Firestore error ${String(code)}: ${message}`;
 }
 

@@ -11,6 +11,7 @@ import { NAMESPACE_NAME, NAMESPACE_OPT_LABEL } from './kubevirt.js';
 import { validateRange } from './range.js';
 import type { Store } from './store.js';
 import { withDeadline } from './deadline.js';
+import { firstLine } from './errors.js';
 
 /** Sync webhooks answer within this, like admissions (F1). */
 export const SYNC_BUDGET_MS = 7_000;
@@ -77,7 +78,7 @@ export async function syncNamespace(
     return {
       verdict: allowed,
       outcome: 'namespace-sync-failed',
-      detail: e instanceof Error ? e.message.split('\n')[0]! : String(e),
+      detail: firstLine(e),
     };
   }
 }
@@ -141,7 +142,7 @@ export async function syncHyperConverged(
         message: `MAC pool unavailable: the new range could not be stored in ${RANGE_DOC_PATH}; retry the change`,
       },
       outcome: 'range-sync-failed',
-      detail: e instanceof Error ? e.message.split('\n')[0]! : String(e),
+      detail: firstLine(e),
     };
   }
 }
