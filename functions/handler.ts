@@ -242,6 +242,7 @@ function outcomeFields(o: AdmissionOutcome): Record<string, unknown> {
   return {
     outcome: o.outcome,
     attempts: o.attempts,
+    ...(o.sharedCommit !== undefined ? { sharedCommit: o.sharedCommit } : {}),
     macs: o.assigned,
     claimed: o.claimed,
     released: o.released,

@@ -73,6 +73,8 @@ interface FullScan {
 export class FreeList {
   private scanned: FullScan | undefined;
   private inflight: Promise<FullScan> | undefined;
+  /** MACs in a commit of this instance right now; not offered to its other requests meanwhile. */
+  private readonly reserved = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -82,7 +84,8 @@ export class FreeList {
 
   /**
    * Up to `want` free MACs. Serves the shared list while it is fresh and holds enough; otherwise (or when
-   * the list ran dry) scans the whole range again, and then `exhaustive` is true.
+   * the list ran dry) scans the whole range again, and then `exhaustive` is true unless MACs were held back
+   * for this instance's commits in flight.
    */
   async take(
     range: MacRange,
@@ -107,12 +110,29 @@ export class FreeList {
     const free: Mac[] = [];
     const seen = new Map<string, Snapshot<ClaimDoc>>();
     let coolingDown = 0;
+    let heldBack = 0;
     for (const [mac, snap] of list.free) {
       if (snap !== null) seen.set(mac, snap);
-      if (freeForAllocation(snap, now, cooldownMs)) free.push(parseMac(mac)!);
-      else coolingDown++;
+      if (!freeForAllocation(snap, now, cooldownMs)) coolingDown++;
+      else if (this.reserved.has(mac)) heldBack++;
+      else free.push(parseMac(mac)!);
     }
-    return { candidates: shuffle(free, randomBelow).slice(0, want), seen, exhaustive: fresh, coolingDown };
+    // While MACs are held back for commits still out, "full" is not final: one of them may fail.
+    const exhaustive = fresh && heldBack === 0;
+    return { candidates: shuffle(free, randomBelow).slice(0, want), seen, exhaustive, coolingDown };
+  }
+
+  /** Holds MACs back from other requests of this instance while a commit claiming them is out. */
+  reserve(macs: Iterable<string>): void {
+    for (const mac of macs) this.reserved.set(mac, (this.reserved.get(mac) ?? 0) + 1);
+  }
+
+  unreserve(macs: Iterable<string>): void {
+    for (const mac of macs) {
+      const n = this.reserved.get(mac) ?? 0;
+      if (n <= 1) this.reserved.delete(mac);
+      else this.reserved.set(mac, n - 1);
+    }
   }
 
   /** Drops MACs that are taken now (claimed by this instance, or lost to another request). */

@@ -34,6 +34,7 @@ import { type JsonPatchOp, macAddressOp, timestampOps } from './patch.js';
 import { formatRange, type MacRange, macAt, rangeSize } from './range.js';
 import { classifyCommitError, type Store } from './store.js';
 import { FreeList, type FreeScan, scanWindow } from './freelist.js';
+import { GroupCommit, type GroupCommitOptions } from './groupcommit.js';
 import { rfc3339Nano } from './timestamp.js';
 
 /** F1: every request is answered within 8 s; Firestore work gets this much of it. */
@@ -53,6 +54,8 @@ export interface PoolDeps {
   /** Uniform integer in [0, n). */
   readonly randomBelow?: (n: bigint) => bigint;
   readonly budgetMs?: number;
+  /** How first attempts share commits (groupcommit.ts); `false` commits every request alone. */
+  readonly groupCommit?: GroupCommitOptions | false;
 }
 
 export interface VmAdmission {
@@ -65,6 +68,8 @@ export interface AdmissionOutcome {
   readonly verdict: Verdict;
   readonly outcome: string;
   readonly attempts: number;
+  /** Requests whose claims went out in the same Firestore commit as this one's (1: alone). */
+  readonly sharedCommit?: number;
   readonly claimed: readonly string[];
   readonly released: readonly string[];
   readonly assigned: readonly string[];
@@ -85,9 +90,12 @@ export class MacPool {
   private readonly budgetMs: number;
   private readonly denseUntil = new Map<string, number>();
   private readonly freeList: FreeList;
+  private readonly group: GroupCommit | undefined;
 
   constructor(private readonly deps: PoolDeps) {
     this.store = deps.store;
+    this.group =
+      deps.groupCommit === false ? undefined : new GroupCommit((w) => this.store.commit(w), deps.groupCommit);
     this.now = deps.now ?? (() => new Date());
     this.randomBelow = deps.randomBelow ?? randomBelow;
     this.budgetMs = deps.budgetMs ?? FIRESTORE_BUDGET_MS;
@@ -171,7 +179,7 @@ export class MacPool {
       if (result.kind === 'denied') return denied(result.error, result.attempts);
       const plan = result.plan;
       const patch = [...timestampOps(hasAnnotations(view), plan.timestamp), ...assignmentOps(plan.assignments)];
-      return claimedOutcome(plan, patch, result.attempts, setup.config.rangeWarnings);
+      return claimedOutcome(plan, patch, result, setup.config.rangeWarnings);
     });
   }
 
@@ -251,7 +259,7 @@ export class MacPool {
         ...assignmentOps(plan.assignments),
         ...timestampOps(hasAnnotations(view), plan.timestamp),
       ];
-      return claimedOutcome(plan, patch, claimed.attempts, setup.config.rangeWarnings);
+      return claimedOutcome(plan, patch, claimed, setup.config.rangeWarnings);
     });
     // Fail open only where it is safe: an update that needs no new claim goes through while Firestore is
     // down; what it would have released is released by the next reconcile (R2).
@@ -337,7 +345,8 @@ export class MacPool {
    * is optimistic: it reads nothing and creates candidates derived from the VM's identity (in a large range
    * they are free), so the common case is one commit and no read. A repeated request derives the same
    * candidates, so its commit fails on its own earlier claims and the next attempt finds and replays them.
-   * Later attempts, dense ranges and updates read first and, in dense ranges, pick from a scan.
+   * Later attempts, dense ranges and updates read first and, in dense ranges, pick from a scan. Concurrent
+   * optimistic attempts on this instance share Firestore commits (groupcommit.ts).
    */
   private async claim(
     base: Omit<Parameters<typeof planClaims>[0], 'now' | 'range' | 'cooldownMs'>,
@@ -353,6 +362,8 @@ export class MacPool {
     const known = [...base.interfaces.flatMap((i) => (i.mac !== undefined ? [i.mac] : [])), ...base.storedMacs];
     // The caller stops waiting after the budget; stop retrying then too, rather than claim for nobody.
     const giveUpAt = Date.now() + this.budgetMs;
+    // Transaction attempts beyond one per loop: a shared commit that failed and was retried alone.
+    let extra = 0;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       if (attempt > 1 && Date.now() > giveUpAt) throw new DeadlineError('gave up retrying after the request budget');
       const now = this.now();
@@ -362,7 +373,9 @@ export class MacPool {
       let candidates: Mac[] = derived;
       let exhaustive = false;
       if (!optimistic) {
-        state = await this.readHeld(base.owner, base.requestUid, [...known, ...derived.map(formatMac)]);
+        // Derived candidates only matter outside a scan; in a dense range the scan offers the candidates.
+        const wanted = scanning ? known : [...known, ...derived.map(formatMac)];
+        state = await this.readHeld(base.owner, base.requestUid, wanted);
         if (need > 0 && scanning) {
           const scan = await this.findFree(range, need, now, cooldownMs);
           candidates = scan.candidates;
@@ -371,11 +384,11 @@ export class MacPool {
           if (exhaustive && scan.candidates.length < need) {
             const plan = planClaims({ ...base, now, range, cooldownMs }, state, candidates);
             // The VM may already hold what it needs (a repeated request); only a real shortage is "full".
-            if (plan.kind !== 'short') return settle(plan, attempt);
+            if (plan.kind !== 'short') return settle(plan, attempt + extra);
             return {
               kind: 'denied',
               error: { code: 'range-full', range: formatRange(range), coolingDown: scan.coolingDown },
-              attempts: attempt,
+              attempts: attempt + extra,
             };
           }
         } else if (need > 0) {
@@ -391,19 +404,33 @@ export class MacPool {
           return {
             kind: 'denied',
             error: { code: 'range-full', range: formatRange(range), coolingDown: 0 },
-            attempts: attempt,
+            attempts: attempt + extra,
           };
+        // Not enough offered just now (taken meanwhile, or held for this instance's commits in flight).
+        await sleep(Number(this.randomBelow(BigInt(5 + 10 * attempt))));
         continue;
       }
-      if (plan.kind === 'denied' || mode === 'plan') return settle(plan, attempt);
-      try {
-        await this.store.commit(plan.plan.writes);
-        this.freeList.forget(plan.plan.claimed);
-        return { kind: 'plan', plan: plan.plan, attempts: attempt };
-      } catch (e) {
+      if (plan.kind === 'denied' || mode === 'plan') return settle(plan, attempt + extra);
+      // First attempts share commits (groupcommit.ts): they rarely conflict, so their groups rarely fail.
+      // Retries, which follow a conflict, commit alone. While the commit is out, this instance's other
+      // requests are not offered the same free MACs.
+      this.freeList.reserve(plan.plan.claimed);
+      const committed = await (
+        attempt === 1 && this.group
+          ? this.group.submit(plan.plan.writes, giveUpAt)
+          : this.store.commit(plan.plan.writes).then(
+              () => ({ ok: true as const, commits: 1, group: 1 }),
+              (error: unknown) => ({ ok: false as const, commits: 1, error }),
+            )
+      ).finally(() => this.freeList.unreserve(plan.plan.claimed));
+      extra += committed.commits - 1;
+      // Taken now, by this request or (after a failure) by someone else: do not offer them again.
+      this.freeList.forget(plan.plan.claimed);
+      if (committed.ok) {
+        return { kind: 'plan', plan: plan.plan, attempts: attempt + extra, sharedCommit: committed.group };
+      } else {
+        const e = committed.error;
         if (classifyCommitError(e) === undefined) throw e;
-        // Someone else took (at least one of) these: do not offer them again.
-        this.freeList.forget(plan.plan.claimed);
         // Spread the retries of requests that collided so they do not collide again.
         await sleep(Number(this.randomBelow(BigInt(5 + 10 * attempt))));
       }
@@ -464,7 +491,8 @@ export class MacPool {
 }
 
 type ClaimRun =
-  { kind: 'plan'; plan: Plan; attempts: number } | { kind: 'denied'; error: DomainError; attempts: number };
+  | { kind: 'plan'; plan: Plan; attempts: number; sharedCommit?: number }
+  | { kind: 'denied'; error: DomainError; attempts: number };
 
 function settle(plan: Exclude<ReturnType<typeof planClaims>, { kind: 'short' }>, attempts: number): ClaimRun {
   return plan.kind === 'denied'
@@ -514,14 +542,15 @@ function assignmentOps(assignments: readonly Assignment[]): JsonPatchOp[] {
 function claimedOutcome(
   plan: Plan,
   patch: JsonPatchOp[],
-  attempts: number,
+  run: { attempts: number; sharedCommit?: number },
   rangeWarnings: readonly string[],
 ): AdmissionOutcome {
   const warnings = [...plan.warnings, ...(plan.warnings.length > 0 ? rangeWarnings : [])];
   return {
     verdict: { allowed: true, patch, ...(warnings.length > 0 ? { warnings } : {}) },
     outcome: plan.replay ? 'replayed' : 'allowed',
-    attempts,
+    attempts: run.attempts,
+    ...(run.sharedCommit !== undefined ? { sharedCommit: run.sharedCommit } : {}),
     claimed: plan.claimed,
     released: plan.released,
     assigned: plan.assignments.map((a) => a.mac),

@@ -1,5 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { activeClaims, claims, type Harness, setRange, startFunction } from '../support/harness.js';
+import { FreeList } from '../../shared/freelist.js';
+import { formatMac } from '../../shared/mac.js';
+import { validateRange } from '../../shared/range.js';
+import { Store } from '../../shared/store.js';
+import { activeClaims, claims, type Harness, setRange, startFunction, testDb } from '../support/harness.js';
 import { macsOf, mutated, review, vm } from '../support/fixtures.js';
 
 const MUTATE = '/mutate-virtualmachines';
@@ -60,5 +65,42 @@ describe('dense ranges', () => {
     const second = await h.post(MUTATE, req);
     expect(second.body).toEqual(first.body);
     expect([...(await activeClaims(h.db)).values()].filter((c) => c.name === 'dense-same')).toHaveLength(2);
+  });
+});
+
+describe('the free list of a small range', () => {
+  const db = testDb(`test-${randomUUID().slice(0, 8)}`);
+  afterAll(() => db.terminate());
+  const checked = validateRange('02:00:00:00:77:00', '02:00:00:00:77:03'); // 4 MACs
+  if (!checked.ok) throw new Error('fixture');
+  const range = checked.range;
+  const first = () => 0n; // no shuffling: candidates in range order
+  const take = (list: FreeList, need = 1) => list.take(range, need, 16, new Date(), 600_000, first);
+
+  it('does not offer a MAC to a second request while a commit claiming it is out', async () => {
+    const list = new FreeList(new Store(db));
+    const before = await take(list);
+    expect(before.candidates.map(formatMac)).toHaveLength(4);
+    list.reserve(['02:00:00:00:77:00', '02:00:00:00:77:01']);
+    const during = await take(list);
+    expect(during.candidates.map(formatMac).sort()).toEqual(['02:00:00:00:77:02', '02:00:00:00:77:03']);
+    list.unreserve(['02:00:00:00:77:00', '02:00:00:00:77:01']);
+    expect((await take(list)).candidates).toHaveLength(4);
+  });
+
+  it('does not call the range full while the last MACs are only held for commits in flight', async () => {
+    const list = new FreeList(new Store(db));
+    const all = ['02:00:00:00:77:00', '02:00:00:00:77:01', '02:00:00:00:77:02', '02:00:00:00:77:03'];
+    list.reserve(all);
+    const held = await take(list);
+    expect(held.candidates).toHaveLength(0);
+    expect(held.exhaustive).toBe(false);
+    // The commits landed: those MACs are claimed now, and a fresh scan that finds nothing is final.
+    for (const mac of all) await db.doc(`macs/${mac}`).create({ mac, state: 'bound', name: 'x' });
+    list.unreserve(all);
+    list.forget(all);
+    const full = await take(list);
+    expect(full.candidates).toHaveLength(0);
+    expect(full.exhaustive).toBe(true);
   });
 });
