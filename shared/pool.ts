@@ -151,7 +151,7 @@ export class MacPool {
       if (problem) return denied(problem, 0);
       return simple({ allowed: true, patch: timestampOps(hasAnnotations(view), timestamp) }, 'no-mac-needed');
     }
-    return this.withBudget(async () => {
+    return this.withBudget(async (giveUpAt) => {
       const setup = await this.setup(cluster, owner.namespace);
       if (setup.kind === 'skip') return simple(ALLOWED_UNCHANGED, 'namespace-not-managed');
       if (setup.kind === 'error') return denied(setup.error, 0);
@@ -175,6 +175,7 @@ export class MacPool {
         setup.config,
         request.dryRun ? 'plan' : 'commit',
         'optimistic',
+        giveUpAt,
       );
       if (result.kind === 'denied') return denied(result.error, result.attempts);
       const plan = result.plan;
@@ -233,7 +234,7 @@ export class MacPool {
     });
     const needsClaims = interfaces.some((i) => i.allocate || (i.claim && i.mac !== undefined && !oldMacs.has(i.mac)));
     const timestamp = this.timestamp();
-    const result = await this.withBudget(async () => {
+    const result = await this.withBudget(async (giveUpAt) => {
       const setup = await this.setup(cluster, owner.namespace);
       if (setup.kind === 'skip')
         return simple({ allowed: true, ...(restoreOps.length ? { patch: restoreOps } : {}) }, 'namespace-not-managed');
@@ -251,6 +252,7 @@ export class MacPool {
         setup.config,
         request.dryRun ? 'plan' : 'commit',
         'read-first',
+        giveUpAt,
       );
       if (claimed.kind === 'denied') return denied(claimed.error, claimed.attempts);
       const plan = claimed.plan;
@@ -353,6 +355,7 @@ export class MacPool {
     config: PoolConfig,
     mode: RunMode,
     first: 'optimistic' | 'read-first',
+    giveUpAt: number,
   ): Promise<ClaimRun> {
     const range = config.range;
     const cooldownMs = config.settings.cooldownSeconds * 1000;
@@ -360,8 +363,7 @@ export class MacPool {
     const need = allocating.length;
     const derived = allocating.map((i) => derivedCandidate(range, base.owner, base.requestUid, i.name));
     const known = [...base.interfaces.flatMap((i) => (i.mac !== undefined ? [i.mac] : [])), ...base.storedMacs];
-    // The caller stops waiting after the budget; stop retrying then too, rather than claim for nobody.
-    const giveUpAt = Date.now() + this.budgetMs;
+    // The caller stops waiting at `giveUpAt`; stop retrying then too, rather than claim for nobody.
     // Transaction attempts beyond one per loop: a shared commit that failed and was retried alone.
     let extra = 0;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
@@ -480,10 +482,14 @@ export class MacPool {
     return rfc3339Nano(this.now(), Number(process.hrtime.bigint() % 1_000_000n));
   }
 
-  /** Runs Firestore work within the budget; a timeout or an unreachable Firestore becomes `unavailable` (F1). */
-  private async withBudget(work: () => Promise<AdmissionOutcome>): Promise<AdmissionOutcome> {
+  /**
+   * Runs Firestore work within the budget; a timeout or an unreachable Firestore becomes `unavailable` (F1).
+   * `work` gets the epoch ms at which the request is answered without it.
+   */
+  private async withBudget(work: (giveUpAt: number) => Promise<AdmissionOutcome>): Promise<AdmissionOutcome> {
+    const giveUpAt = Date.now() + this.budgetMs;
     try {
-      return await withDeadline(work, this.budgetMs, 'Firestore');
+      return await withDeadline(() => work(giveUpAt), this.budgetMs, 'Firestore');
     } catch (e) {
       return denied({ code: 'unavailable', reason: describe(e) }, 0);
     }

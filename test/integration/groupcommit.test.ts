@@ -3,8 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Write } from '../../shared/allocator.js';
 import { GroupCommit } from '../../shared/groupcommit.js';
 import { Store } from '../../shared/store.js';
-import { activeClaims, claims, type Harness, startFunction, testDb } from '../support/harness.js';
+import { activeClaims, claims, emulatorHost, type Harness, startFunction, testDb } from '../support/harness.js';
 import { macsOf, mutated, review, vm } from '../support/fixtures.js';
+import { startProxy } from '../support/proxy.js';
 
 const MUTATE = '/mutate-virtualmachines';
 const claimWrite = (mac: string, name: string): Write => ({
@@ -85,4 +86,41 @@ describe('admissions sharing commits', () => {
     const macs = results.flatMap((r, i) => Object.values(macsOf(mutated(all[i]!, r.body))));
     expect(new Set(macs).size).toBe(21);
   });
+});
+
+describe('group commit while Firestore hangs', () => {
+  it('claims still queued when their request is answered are never written', async () => {
+    const proxy = await startProxy(emulatorHost());
+    const h = await startFunction({ firestoreHost: proxy.host, budgetMs: 400 });
+    try {
+      // Warm: range and namespace cached, connection open.
+      expect((await h.post(MUTATE, review('CREATE', vm('warm', 'hang', [{ name: 'default' }])))).status).toBe(200);
+      await proxy.set({ kind: 'hang' });
+      // Two commits go on the wire and hang; the other six queue behind them.
+      const names = Array.from({ length: 8 }, (_, i) => `hung-${i}`);
+      const answers = await Promise.all(
+        names.map((n) => h.post(MUTATE, review('CREATE', vm(n, 'hang', [{ name: 'default' }])))),
+      );
+      for (const a of answers) expect(a.body.response.status.message).toContain('MAC pool unavailable');
+      // The hung commits stop holding the queue after 1 s; the queued members are dropped, not sent.
+      await new Promise((r) => setTimeout(r, 1_500));
+      await proxy.set({ kind: 'none' });
+      // The two sent commits are delivered late and land (claims of answered requests, left for reconcile).
+      let stored = new Map<string, Record<string, unknown>>();
+      for (let i = 0; i < 50; i++) {
+        stored = await claims(h.db);
+        if ([...stored.values()].filter((c) => String(c.name).startsWith('hung-')).length >= 2) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      stored = await claims(h.db);
+      const written = [...stored.values()].filter((c) => String(c.name).startsWith('hung-'));
+      expect(written).toHaveLength(2);
+      const lines = h.logs.filter((l) => String(l.name).startsWith('hung-'));
+      expect(lines.every((l) => l.outcome === 'unavailable')).toBe(true);
+    } finally {
+      await h.close();
+      await proxy.close();
+    }
+  }, 20_000);
 });
