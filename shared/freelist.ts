@@ -122,17 +122,26 @@ export class FreeList {
     return { candidates: shuffle(free, randomBelow).slice(0, want), seen, exhaustive, coolingDown };
   }
 
-  /** Holds MACs back from other requests of this instance while a commit claiming them is out. */
-  reserve(macs: Iterable<string>): void {
+  /**
+   * Holds MACs back from this instance's other requests while a commit claiming them is out, for at most
+   * `maxMs` (a hung commit must not keep the range from ever being called full). Returns the release.
+   */
+  hold(macs: readonly string[], maxMs: number): () => void {
     for (const mac of macs) this.reserved.set(mac, (this.reserved.get(mac) ?? 0) + 1);
-  }
-
-  unreserve(macs: Iterable<string>): void {
-    for (const mac of macs) {
-      const n = this.reserved.get(mac) ?? 0;
-      if (n <= 1) this.reserved.delete(mac);
-      else this.reserved.set(mac, n - 1);
-    }
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      clearTimeout(expiry);
+      for (const mac of macs) {
+        const n = this.reserved.get(mac) ?? 0;
+        if (n <= 1) this.reserved.delete(mac);
+        else this.reserved.set(mac, n - 1);
+      }
+    };
+    const expiry = setTimeout(release, maxMs);
+    expiry.unref();
+    return release;
   }
 
   /** Drops MACs that are taken now (claimed by this instance, or lost to another request). */

@@ -26,7 +26,6 @@ export interface GroupCommitOptions {
   readonly maxWrites?: number;
   /** A commit still on the wire after this long no longer holds back the queue. */
   readonly stallMs?: number;
-  readonly clock?: () => number;
 }
 
 export const GROUP_MAX_IN_FLIGHT = 2;
@@ -35,8 +34,8 @@ export const GROUP_STALL_MS = 1_000;
 
 interface Member {
   readonly writes: readonly Write[];
-  /** Epoch ms after which the request no longer waits for these writes. */
-  readonly giveUpAt: number;
+  /** Aborted once the request has been answered without these writes. */
+  readonly given: AbortSignal | undefined;
   readonly resolve: (result: MemberResult) => void;
 }
 
@@ -44,7 +43,6 @@ export class GroupCommit {
   private readonly maxInFlight: number;
   private readonly maxWrites: number;
   private readonly stallMs: number;
-  private readonly clock: () => number;
   private queue: Member[] = [];
   private queuedPaths = new Set<string>();
   private queuedWrites = 0;
@@ -58,14 +56,13 @@ export class GroupCommit {
     this.maxInFlight = options.maxInFlight ?? GROUP_MAX_IN_FLIGHT;
     this.maxWrites = options.maxWrites ?? GROUP_MAX_WRITES;
     this.stallMs = options.stallMs ?? GROUP_STALL_MS;
-    this.clock = options.clock ?? Date.now;
     for (const [name, value] of Object.entries({ maxInFlight: this.maxInFlight, maxWrites: this.maxWrites })) {
       if (!Number.isInteger(value) || value < 1) throw new RangeError(`group commit ${name} must be an integer >= 1`);
     }
   }
 
-  /** Commits `writes`, alone or with others, unless `giveUpAt` passes first; never rejects. */
-  submit(writes: readonly Write[], giveUpAt = Infinity): Promise<MemberResult> {
+  /** Commits `writes`, alone or with others, unless `given` is aborted before they go out; never rejects. */
+  submit(writes: readonly Write[], given?: AbortSignal): Promise<MemberResult> {
     if (writes.length === 0) return Promise.resolve({ ok: true, commits: 0, group: 0 });
     return new Promise((resolve) => {
       const paths = writes.map((w) => w.path);
@@ -74,7 +71,7 @@ export class GroupCommit {
       if (paths.some((p) => this.queuedPaths.has(p)) || this.queuedWrites + writes.length > this.maxWrites) {
         this.dispatch(this.takeQueue());
       }
-      this.queue.push({ writes, giveUpAt, resolve });
+      this.queue.push({ writes, given, resolve });
       for (const p of paths) this.queuedPaths.add(p);
       this.queuedWrites += writes.length;
       this.pump();
@@ -94,11 +91,10 @@ export class GroupCommit {
   }
 
   private dispatch(queued: Member[]): void {
-    const now = this.clock();
     const members: Member[] = [];
     for (const m of queued) {
-      if (m.giveUpAt > now) members.push(m);
-      else m.resolve({ ok: false, commits: 0, error: new DeadlineError('request gave up before its commit was sent') });
+      if (m.given?.aborted) m.resolve({ ok: false, commits: 0, error: gaveUp() });
+      else members.push(m);
     }
     if (members.length === 0) return;
     this.inFlight++;
@@ -119,7 +115,7 @@ export class GroupCommit {
 
   private async run(members: Member[]): Promise<void> {
     const writes = members.length === 1 ? members[0]!.writes : members.flatMap((m) => m.writes);
-    const shared = await settle(this.commit(writes));
+    const shared = await settle(() => this.commit(writes));
     if (shared.ok) {
       for (const m of members) m.resolve({ ok: true, commits: 1, group: members.length });
       return;
@@ -132,20 +128,22 @@ export class GroupCommit {
     // own commit fails on its own claims and the caller re-plans from reads). Each member tries once alone.
     await Promise.all(
       members.map(async (m) => {
-        if (m.giveUpAt <= this.clock()) {
+        if (m.given?.aborted) {
           m.resolve({ ok: false, commits: 1, error: shared.error });
           return;
         }
-        const alone = await settle(this.commit(m.writes));
+        const alone = await settle(() => this.commit(m.writes));
         m.resolve(alone.ok ? { ok: true, commits: 2, group: 1 } : { ok: false, commits: 2, error: alone.error });
       }),
     );
   }
 }
 
-async function settle(p: Promise<void>): Promise<{ ok: true } | { ok: false; error: unknown }> {
+const gaveUp = () => new DeadlineError('request was answered before its commit was sent');
+
+async function settle(commit: () => Promise<void>): Promise<{ ok: true } | { ok: false; error: unknown }> {
   try {
-    await p;
+    await commit();
     return { ok: true };
   } catch (error) {
     return { ok: false, error };

@@ -34,7 +34,7 @@ import { type JsonPatchOp, macAddressOp, timestampOps } from './patch.js';
 import { formatRange, type MacRange, macAt, rangeSize } from './range.js';
 import { classifyCommitError, type Store } from './store.js';
 import { FreeList, type FreeScan, scanWindow } from './freelist.js';
-import { GroupCommit, type GroupCommitOptions } from './groupcommit.js';
+import { GROUP_STALL_MS, GroupCommit, type GroupCommitOptions } from './groupcommit.js';
 import { rfc3339Nano } from './timestamp.js';
 
 /** F1: every request is answered within 8 s; Firestore work gets this much of it. */
@@ -151,7 +151,7 @@ export class MacPool {
       if (problem) return denied(problem, 0);
       return simple({ allowed: true, patch: timestampOps(hasAnnotations(view), timestamp) }, 'no-mac-needed');
     }
-    return this.withBudget(async (giveUpAt) => {
+    return this.withBudget(async (given) => {
       const setup = await this.setup(cluster, owner.namespace);
       if (setup.kind === 'skip') return simple(ALLOWED_UNCHANGED, 'namespace-not-managed');
       if (setup.kind === 'error') return denied(setup.error, 0);
@@ -175,7 +175,7 @@ export class MacPool {
         setup.config,
         request.dryRun ? 'plan' : 'commit',
         'optimistic',
-        giveUpAt,
+        given,
       );
       if (result.kind === 'denied') return denied(result.error, result.attempts);
       const plan = result.plan;
@@ -234,7 +234,7 @@ export class MacPool {
     });
     const needsClaims = interfaces.some((i) => i.allocate || (i.claim && i.mac !== undefined && !oldMacs.has(i.mac)));
     const timestamp = this.timestamp();
-    const result = await this.withBudget(async (giveUpAt) => {
+    const result = await this.withBudget(async (given) => {
       const setup = await this.setup(cluster, owner.namespace);
       if (setup.kind === 'skip')
         return simple({ allowed: true, ...(restoreOps.length ? { patch: restoreOps } : {}) }, 'namespace-not-managed');
@@ -252,7 +252,7 @@ export class MacPool {
         setup.config,
         request.dryRun ? 'plan' : 'commit',
         'read-first',
-        giveUpAt,
+        given,
       );
       if (claimed.kind === 'denied') return denied(claimed.error, claimed.attempts);
       const plan = claimed.plan;
@@ -355,7 +355,7 @@ export class MacPool {
     config: PoolConfig,
     mode: RunMode,
     first: 'optimistic' | 'read-first',
-    giveUpAt: number,
+    given: AbortSignal,
   ): Promise<ClaimRun> {
     const range = config.range;
     const cooldownMs = config.settings.cooldownSeconds * 1000;
@@ -363,11 +363,11 @@ export class MacPool {
     const need = allocating.length;
     const derived = allocating.map((i) => derivedCandidate(range, base.owner, base.requestUid, i.name));
     const known = [...base.interfaces.flatMap((i) => (i.mac !== undefined ? [i.mac] : [])), ...base.storedMacs];
-    // The caller stops waiting at `giveUpAt`; stop retrying then too, rather than claim for nobody.
+    // Once the request is answered without this run (`given`), nothing more is tried or written for it.
     // Transaction attempts beyond one per loop: a shared commit that failed and was retried alone.
     let extra = 0;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      if (attempt > 1 && Date.now() > giveUpAt) throw new DeadlineError('gave up retrying after the request budget');
+      if (attempt > 1 && given.aborted) throw new DeadlineError('gave up retrying after the request budget');
       const now = this.now();
       const scanning = this.isDense(range);
       const optimistic = attempt === 1 && first === 'optimistic' && mode === 'commit' && !scanning;
@@ -413,18 +413,24 @@ export class MacPool {
         continue;
       }
       if (plan.kind === 'denied' || mode === 'plan') return settle(plan, attempt + extra);
+      // A replay: the claims are all in place already.
+      if (plan.plan.writes.length === 0) {
+        this.freeList.forget(plan.plan.claimed);
+        return { kind: 'plan', plan: plan.plan, attempts: attempt + extra };
+      }
+      if (given.aborted) throw new DeadlineError('answered before the claims were written');
       // First attempts share commits (groupcommit.ts): they rarely conflict, so their groups rarely fail.
-      // Retries, which follow a conflict, commit alone. While the commit is out, this instance's other
-      // requests are not offered the same free MACs.
-      this.freeList.reserve(plan.plan.claimed);
+      // Retries, which follow a conflict, commit alone. While the commit is out (for at most a second), this
+      // instance's other requests are not offered the same free MACs.
+      const release = this.freeList.hold(plan.plan.claimed, GROUP_STALL_MS);
       const committed = await (
         attempt === 1 && this.group
-          ? this.group.submit(plan.plan.writes, giveUpAt)
+          ? this.group.submit(plan.plan.writes, given)
           : this.store.commit(plan.plan.writes).then(
               () => ({ ok: true as const, commits: 1, group: 1 }),
               (error: unknown) => ({ ok: false as const, commits: 1, error }),
             )
-      ).finally(() => this.freeList.unreserve(plan.plan.claimed));
+      ).finally(release);
       extra += committed.commits - 1;
       // Taken now, by this request or (after a failure) by someone else: do not offer them again.
       this.freeList.forget(plan.plan.claimed);
@@ -484,12 +490,11 @@ export class MacPool {
 
   /**
    * Runs Firestore work within the budget; a timeout or an unreachable Firestore becomes `unavailable` (F1).
-   * `work` gets the epoch ms at which the request is answered without it.
+   * `work` gets a signal aborted when the request is answered without it.
    */
-  private async withBudget(work: (giveUpAt: number) => Promise<AdmissionOutcome>): Promise<AdmissionOutcome> {
-    const giveUpAt = Date.now() + this.budgetMs;
+  private async withBudget(work: (given: AbortSignal) => Promise<AdmissionOutcome>): Promise<AdmissionOutcome> {
     try {
-      return await withDeadline(() => work(giveUpAt), this.budgetMs, 'Firestore');
+      return await withDeadline(work, this.budgetMs, 'Firestore');
     } catch (e) {
       return denied({ code: 'unavailable', reason: describe(e) }, 0);
     }

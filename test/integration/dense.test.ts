@@ -81,23 +81,32 @@ describe('the free list of a small range', () => {
     const list = new FreeList(new Store(db));
     const before = await take(list);
     expect(before.candidates.map(formatMac)).toHaveLength(4);
-    list.reserve(['02:00:00:00:77:00', '02:00:00:00:77:01']);
+    const release = list.hold(['02:00:00:00:77:00', '02:00:00:00:77:01'], 60_000);
     const during = await take(list);
     expect(during.candidates.map(formatMac).sort()).toEqual(['02:00:00:00:77:02', '02:00:00:00:77:03']);
-    list.unreserve(['02:00:00:00:77:00', '02:00:00:00:77:01']);
+    release();
+    release(); // twice is harmless
+    expect((await take(list)).candidates).toHaveLength(4);
+  });
+
+  it('holds a MAC for a commit that does not return only for the time given', async () => {
+    const list = new FreeList(new Store(db));
+    list.hold(['02:00:00:00:77:00'], 50);
+    expect((await take(list)).candidates).toHaveLength(3);
+    await new Promise((r) => setTimeout(r, 80));
     expect((await take(list)).candidates).toHaveLength(4);
   });
 
   it('does not call the range full while the last MACs are only held for commits in flight', async () => {
     const list = new FreeList(new Store(db));
     const all = ['02:00:00:00:77:00', '02:00:00:00:77:01', '02:00:00:00:77:02', '02:00:00:00:77:03'];
-    list.reserve(all);
+    const release = list.hold(all, 60_000);
     const held = await take(list);
     expect(held.candidates).toHaveLength(0);
     expect(held.exhaustive).toBe(false);
     // The commits landed: those MACs are claimed now, and a fresh scan that finds nothing is final.
     for (const mac of all) await db.doc(`macs/${mac}`).create({ mac, state: 'bound', name: 'x' });
-    list.unreserve(all);
+    release();
     list.forget(all);
     const full = await take(list);
     expect(full.candidates).toHaveLength(0);

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Write } from '../../shared/allocator.js';
 import { DeadlineError } from '../../shared/deadline.js';
 import { GroupCommit, type MemberResult } from '../../shared/groupcommit.js';
@@ -112,26 +112,38 @@ describe('GroupCommit', () => {
     expect(paths(wire.calls[2]!.writes)).toEqual(['macs/c', 'macs/d']);
   });
 
-  it('stops letting a hung commit hold the queue after stallMs', async () => {
-    const wire = new Wire();
-    const group = new GroupCommit(wire.commit, { maxInFlight: 1, stallMs: 30 });
-    void group.submit([create('macs/hung')]);
-    const waiting = group.submit([create('macs/next')]);
-    expect(wire.calls).toHaveLength(1);
-    await new Promise((r) => setTimeout(r, 60));
-    expect(wire.calls).toHaveLength(2);
-    await wire.settle(1);
-    expect(await waiting).toEqual({ ok: true, commits: 1, group: 1 });
+  it('stops letting a hung commit hold the queue after stallMs, and frees its slot only once', async () => {
+    vi.useFakeTimers();
+    try {
+      const wire = new Wire();
+      const group = new GroupCommit(wire.commit, { maxInFlight: 1, stallMs: 30 });
+      void group.submit([create('macs/hung')]);
+      const waiting = group.submit([create('macs/next')]);
+      expect(wire.calls).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(35);
+      expect(wire.calls).toHaveLength(2); // `next` went out at 30 ms and holds the one slot
+      wire.calls[0]!.settle(); // the hung commit returns at last: its slot was already given up
+      await vi.advanceTimersByTimeAsync(1);
+      void group.submit([create('macs/after')]);
+      expect(wire.calls).toHaveLength(2); // so `after` still waits for `next`
+      wire.calls[1]!.settle();
+      await vi.advanceTimersByTimeAsync(1);
+      expect(await waiting).toEqual({ ok: true, commits: 1, group: 1 });
+      expect(paths(wire.calls[2]!.writes)).toEqual(['macs/after']);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
-  it('drops a member whose request gave up while it was queued: its writes are never sent', async () => {
+  it('drops a member whose request was answered while it was queued: its writes are never sent', async () => {
     const wire = new Wire();
-    let now = 1_000;
-    const group = new GroupCommit(wire.commit, { maxInFlight: 1, clock: () => now });
+    const group = new GroupCommit(wire.commit, { maxInFlight: 1 });
+    const answered = new AbortController();
+    const waiting = new AbortController();
     void group.submit([create('macs/busy')]);
-    const late = group.submit([create('macs/late')], 1_500);
-    const onTime = group.submit([create('macs/on-time')], 9_000);
-    now = 2_000;
+    const late = group.submit([create('macs/late')], answered.signal);
+    const onTime = group.submit([create('macs/on-time')], waiting.signal);
+    answered.abort();
     await wire.settle(0);
     expect(wire.calls.map((c) => paths(c.writes))).toEqual([['macs/busy'], ['macs/on-time']]);
     const result = await late;
@@ -140,6 +152,30 @@ describe('GroupCommit', () => {
     expect(!result.ok && result.error).toBeInstanceOf(DeadlineError);
     await wire.settle(1);
     expect(await onTime).toEqual({ ok: true, commits: 1, group: 1 });
+  });
+
+  it('does not retry alone for a member answered while its shared commit was out', async () => {
+    const wire = new Wire();
+    const group = new GroupCommit(wire.commit, { maxInFlight: 1 });
+    const answered = new AbortController();
+    void group.submit([create('macs/busy')]);
+    const gone = group.submit([create('macs/gone')], answered.signal);
+    const taken = group.submit([create('macs/taken')]);
+    wire.failing.add('macs/taken');
+    await wire.settle(0); // [gone, taken] go out together
+    answered.abort();
+    await wire.settle(1); // and fail because of `taken`
+    expect(wire.calls.slice(2).map((c) => paths(c.writes))).toEqual([['macs/taken']]);
+    expect(await gone).toMatchObject({ ok: false, commits: 1 });
+    await wire.settle(2);
+    expect(await taken).toMatchObject({ ok: false, commits: 2 });
+  });
+
+  it('answers every member even when the commit function throws instead of rejecting', async () => {
+    const group = new GroupCommit(() => {
+      throw new Error('boom');
+    });
+    expect(await group.submit([create('macs/a')])).toMatchObject({ ok: false, commits: 1, error: { message: 'boom' } });
   });
 
   it('refuses limits below one', () => {
