@@ -74,7 +74,7 @@ export class FreeList {
   private scanned: FullScan | undefined;
   private inflight: Promise<FullScan> | undefined;
   /** MACs in a commit of this instance right now; not offered to its other requests meanwhile. */
-  private readonly reserved = new Map<string, number>();
+  private readonly held = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -114,7 +114,7 @@ export class FreeList {
     for (const [mac, snap] of list.free) {
       if (snap !== null) seen.set(mac, snap);
       if (!freeForAllocation(snap, now, cooldownMs)) coolingDown++;
-      else if (this.reserved.has(mac)) heldBack++;
+      else if (this.held.has(mac)) heldBack++;
       else free.push(parseMac(mac)!);
     }
     // While MACs are held back for commits still out, "full" is not final: one of them may fail.
@@ -127,16 +127,16 @@ export class FreeList {
    * `maxMs` (a hung commit must not keep the range from ever being called full). Returns the release.
    */
   hold(macs: readonly string[], maxMs: number): () => void {
-    for (const mac of macs) this.reserved.set(mac, (this.reserved.get(mac) ?? 0) + 1);
-    let held = true;
+    for (const mac of macs) this.held.set(mac, (this.held.get(mac) ?? 0) + 1);
+    let holding = true;
     const release = () => {
-      if (!held) return;
-      held = false;
+      if (!holding) return;
+      holding = false;
       clearTimeout(expiry);
       for (const mac of macs) {
-        const n = this.reserved.get(mac) ?? 0;
-        if (n <= 1) this.reserved.delete(mac);
-        else this.reserved.set(mac, n - 1);
+        const n = this.held.get(mac) ?? 0;
+        if (n <= 1) this.held.delete(mac);
+        else this.held.set(mac, n - 1);
       }
     };
     const expiry = setTimeout(release, maxMs);

@@ -1,5 +1,5 @@
 /**
- * Group commit: the first, optimistic commits of concurrent admissions on one instance share Firestore
+ * Group commit: the first commit attempts of concurrent admissions on one instance share Firestore
  * commits. While `maxInFlight` commits are on the wire, new claim sets queue; when one returns, the queue
  * goes out as one atomic commit. An idle instance commits at once, so a lone request waits for nothing;
  * under load a request waits at most for the commit ahead of it, and one commit of 16 claims costs Firestore

@@ -34,7 +34,7 @@ import { type JsonPatchOp, macAddressOp, timestampOps } from './patch.js';
 import { formatRange, type MacRange, macAt, rangeSize } from './range.js';
 import { classifyCommitError, type Store } from './store.js';
 import { FreeList, type FreeScan, scanWindow } from './freelist.js';
-import { GROUP_STALL_MS, GroupCommit, type GroupCommitOptions } from './groupcommit.js';
+import { GROUP_STALL_MS, GroupCommit } from './groupcommit.js';
 import { rfc3339Nano } from './timestamp.js';
 
 /** F1: every request is answered within 8 s; Firestore work gets this much of it. */
@@ -54,8 +54,6 @@ export interface PoolDeps {
   /** Uniform integer in [0, n). */
   readonly randomBelow?: (n: bigint) => bigint;
   readonly budgetMs?: number;
-  /** How first attempts share commits (groupcommit.ts); `false` commits every request alone. */
-  readonly groupCommit?: GroupCommitOptions | false;
 }
 
 export interface VmAdmission {
@@ -90,12 +88,11 @@ export class MacPool {
   private readonly budgetMs: number;
   private readonly denseUntil = new Map<string, number>();
   private readonly freeList: FreeList;
-  private readonly group: GroupCommit | undefined;
+  private readonly group: GroupCommit;
 
   constructor(private readonly deps: PoolDeps) {
     this.store = deps.store;
-    this.group =
-      deps.groupCommit === false ? undefined : new GroupCommit((w) => this.store.commit(w), deps.groupCommit);
+    this.group = new GroupCommit((w) => this.store.commit(w));
     this.now = deps.now ?? (() => new Date());
     this.randomBelow = deps.randomBelow ?? randomBelow;
     this.budgetMs = deps.budgetMs ?? FIRESTORE_BUDGET_MS;
@@ -347,8 +344,8 @@ export class MacPool {
    * is optimistic: it reads nothing and creates candidates derived from the VM's identity (in a large range
    * they are free), so the common case is one commit and no read. A repeated request derives the same
    * candidates, so its commit fails on its own earlier claims and the next attempt finds and replays them.
-   * Later attempts, dense ranges and updates read first and, in dense ranges, pick from a scan. Concurrent
-   * optimistic attempts on this instance share Firestore commits (groupcommit.ts).
+   * Later attempts, dense ranges and updates read first and, in dense ranges, pick from a scan. The first
+   * commit attempts of concurrent requests on this instance share Firestore commits (groupcommit.ts).
    */
   private async claim(
     base: Omit<Parameters<typeof planClaims>[0], 'now' | 'range' | 'cooldownMs'>,
@@ -424,7 +421,7 @@ export class MacPool {
       // instance's other requests are not offered the same free MACs.
       const release = this.freeList.hold(plan.plan.claimed, GROUP_STALL_MS);
       const committed = await (
-        attempt === 1 && this.group
+        attempt === 1
           ? this.group.submit(plan.plan.writes, given)
           : this.store.commit(plan.plan.writes).then(
               () => ({ ok: true as const, commits: 1, group: 1 }),
