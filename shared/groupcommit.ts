@@ -63,7 +63,6 @@ export class GroupCommit {
 
   /** Commits `writes`, alone or with others, unless `given` is aborted before they go out; never rejects. */
   submit(writes: readonly Write[], given?: AbortSignal): Promise<MemberResult> {
-    if (writes.length === 0) return Promise.resolve({ ok: true, commits: 0, group: 0 });
     return new Promise((resolve) => {
       const paths = writes.map((w) => w.path);
       // Two writes to one document cannot share a commit, and a commit has a size limit: send what is
@@ -76,6 +75,12 @@ export class GroupCommit {
       this.queuedWrites += writes.length;
       this.pump();
     });
+  }
+
+  /** Commits `writes` on their own, at once (a retry after a conflict); never rejects. */
+  async alone(writes: readonly Write[], commits = 1): Promise<MemberResult> {
+    const result = await settle(() => this.commit(writes));
+    return result.ok ? { ok: true, commits, group: 1 } : { ok: false, commits, error: result.error };
   }
 
   private pump(): void {
@@ -132,8 +137,7 @@ export class GroupCommit {
           m.resolve({ ok: false, commits: 1, error: shared.error });
           return;
         }
-        const alone = await settle(() => this.commit(m.writes));
-        m.resolve(alone.ok ? { ok: true, commits: 2, group: 1 } : { ok: false, commits: 2, error: alone.error });
+        m.resolve(await this.alone(m.writes, 2));
       }),
     );
   }

@@ -417,28 +417,21 @@ export class MacPool {
       }
       if (given.aborted) throw new DeadlineError('answered before the claims were written');
       // First attempts share commits (groupcommit.ts): they rarely conflict, so their groups rarely fail.
-      // Retries, which follow a conflict, commit alone. While the commit is out (for at most a second), this
-      // instance's other requests are not offered the same free MACs.
-      const release = this.freeList.hold(plan.plan.claimed, GROUP_STALL_MS);
+      // Retries, which follow a conflict, commit alone. In a range served by the free list, this instance's
+      // other requests are not offered these MACs while the commit is out (for at most a second).
+      const release = rangeSize(range) < FREE_LIST_BELOW ? this.freeList.hold(plan.plan.claimed, GROUP_STALL_MS) : noop;
       const committed = await (
-        attempt === 1
-          ? this.group.submit(plan.plan.writes, given)
-          : this.store.commit(plan.plan.writes).then(
-              () => ({ ok: true as const, commits: 1, group: 1 }),
-              (error: unknown) => ({ ok: false as const, commits: 1, error }),
-            )
+        attempt === 1 ? this.group.submit(plan.plan.writes, given) : this.group.alone(plan.plan.writes)
       ).finally(release);
       extra += committed.commits - 1;
       // Taken now, by this request or (after a failure) by someone else: do not offer them again.
       this.freeList.forget(plan.plan.claimed);
       if (committed.ok) {
         return { kind: 'plan', plan: plan.plan, attempts: attempt + extra, sharedCommit: committed.group };
-      } else {
-        const e = committed.error;
-        if (classifyCommitError(e) === undefined) throw e;
-        // Spread the retries of requests that collided so they do not collide again.
-        await sleep(Number(this.randomBelow(BigInt(5 + 10 * attempt))));
       }
+      if (classifyCommitError(committed.error) === undefined) throw committed.error;
+      // Spread the retries of requests that collided so they do not collide again.
+      await sleep(Number(this.randomBelow(BigInt(5 + 10 * attempt))));
     }
     return { kind: 'denied', error: { code: 'contention', attempts: MAX_ATTEMPTS }, attempts: MAX_ATTEMPTS };
   }
@@ -601,6 +594,8 @@ function describe(e: unknown): string {
   const message = firstLine(e);
   return code === undefined ? message : `Firestore error ${String(code)}: ${message}`;
 }
+
+function noop(): void {}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
