@@ -26,6 +26,9 @@
  * - a chunked body (no length declared) that grows past the limit: 413, and the connection is closed;
  * - a body not complete within 10 s (`/reconcile`: 120 s) of its headers: 408, and the connection is closed.
  *
+ * A request it lets through has its body filed as raw bytes, so the handler, not the framework's JSON parser,
+ * parses it and answers a malformed one with its own JSON error (F2).
+ *
  * The handler keeps its own checks (they also cover the in-process test server, which has no guard).
  */
 import { subscribe } from 'node:diagnostics_channel';
@@ -96,21 +99,43 @@ export function guardServer(server: Server, options: GuardOptions): void {
   (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval =
     CONNECTION_CHECK_INTERVAL_MS;
 
+  standInFront(server, (req, res) => {
+    if (!admit(req, res, options)) return false;
+    fileBodyAsBytes(req);
+    return true;
+  });
+}
+
+/**
+ * Puts `admit` in front of the server's `request` listeners (the framework's express app) and on `checkContinue`:
+ * a request goes on to them only when `admit` returns true (having answered it otherwise).
+ */
+export function standInFront(server: Server, admit: (req: IncomingMessage, res: ServerResponse) => boolean): void {
   const listeners = server.listeners('request') as RequestListener[];
   server.removeAllListeners('request');
   const dispatch = (req: IncomingMessage, res: ServerResponse) => {
     for (const listener of listeners) listener.call(server, req, res);
   };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (admit(req, res, options)) dispatch(req, res);
+    if (admit(req, res)) dispatch(req, res);
   });
   // With a listener here Node does not answer `100 Continue` by itself: the client learns of a refusal before it
   // sends the body.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    if (!admit(req, res, options)) return;
+    if (!admit(req, res)) return;
     res.writeContinue();
     dispatch(req, res);
   });
+}
+
+/**
+ * Files the body under a type only the framework's catch-all raw parser claims, so it is read as bytes (size,
+ * gzip on `/reconcile` and `rawBody` as before) and the handler parses the JSON itself, whatever type the client
+ * declared. A malformed body then gets the handler's 400 with a JSON error saying what is wrong (F2), not the
+ * framework's HTML error page (which, outside NODE_ENV=production, also carries a stack trace).
+ */
+export function fileBodyAsBytes(req: IncomingMessage): void {
+  req.headers['content-type'] = 'application/octet-stream';
 }
 
 /** Checks a request's headers and watches its body; false when it was refused (and answered). */

@@ -68,6 +68,8 @@ export function createHandler(deps: HandlerDeps): Handler {
       res.status(status).json(body);
       deps.log(severity, message, { ...fields, httpStatus: status, durationMs: round(clock() - started) });
     };
+    // The parsed body, once there is one: an internal error still answers the review it was for (F3).
+    let value: unknown;
     try {
       if (path === PATHS.healthz && req.method === 'GET') return await health(deps, finish);
       if (!isAdmissionPath(path) && path !== PATHS.reconcile) {
@@ -85,9 +87,10 @@ export function createHandler(deps: HandlerDeps): Handler {
       }
       const body = parseJson(req);
       if (!body.ok) return finish(400, { error: body.error }, 'WARNING', 'bad request');
-      if (path === PATHS.reconcile) return await reconcileRequest(deps, cluster, body.value, fields, finish);
+      value = body.value;
+      if (path === PATHS.reconcile) return await reconcileRequest(deps, cluster, value, fields, finish);
 
-      const parsed = parseReview(body.value);
+      const parsed = parseReview(value);
       if (!parsed.ok) return finish(400, { error: parsed.error }, 'WARNING', 'bad request');
       const review = parsed.review;
       const r = review.request;
@@ -125,7 +128,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     } catch (e) {
       // F3: a bug must not crash the process or answer 5xx; the API server gets a denial it can show.
       fields.error = e instanceof Error ? (e.stack ?? e.message) : String(e);
-      const review = AdmissionReviewSchema.safeParse(req.body);
+      const review = AdmissionReviewSchema.safeParse(value);
       if (!review.success) return finish(400, { error: 'request could not be processed' }, 'ERROR', 'internal error');
       const r = review.data.request;
       const verdict =
@@ -167,7 +170,10 @@ function bodySize(req: Request): number {
   return Number.isFinite(declared) ? Math.max(declared, raw) : raw;
 }
 
-/** The request body as JSON: parsed by the framework for JSON content types, by us for others. */
+/**
+ * The request body as JSON. Every body arrives as bytes (guard.ts, `fileBodyAsBytes`) and is parsed here; one
+ * that a framework parser did turn into a value (a server without that step in front) is taken as it is.
+ */
 function parseJson(req: Request): { ok: true; value: unknown } | { ok: false; error: string } {
   const body: unknown = req.body;
   if (!Buffer.isBuffer(body) && typeof body !== 'string') return { ok: true, value: body };
@@ -175,9 +181,15 @@ function parseJson(req: Request): { ok: true; value: unknown } | { ok: false; er
   if (text.trim() === '') return { ok: false, error: 'request body is empty; expected a JSON object' };
   try {
     return { ok: true, value: JSON.parse(text) };
-  } catch {
-    return { ok: false, error: 'request body is not JSON; expected a JSON object' };
+  } catch (e) {
+    return { ok: false, error: `request body is not JSON (${jsonProblem(e)}); expected a JSON object` };
   }
+}
+
+/** What JSON.parse disliked, at most one short line (it may quote a piece of the body). */
+function jsonProblem(e: unknown): string {
+  const message = firstLine(e);
+  return message.length > 120 ? `${message.slice(0, 117)}...` : message;
 }
 
 function parseReview(body: unknown): { ok: true; review: AdmissionReview } | { ok: false; error: string } {

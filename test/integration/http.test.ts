@@ -105,22 +105,39 @@ describe('HTTP interface and auth', () => {
   });
 
   it.each([
-    { name: 'a top-level JSON string', body: '"hello"' },
-    { name: 'truncated JSON', body: '{"apiVersion": "admission.k8s.io/v1", "kind": ' },
+    { name: 'a top-level JSON string', body: '"hello"', error: 'request body is not a JSON object' },
+    {
+      name: 'truncated JSON',
+      body: '{"apiVersion": "admission.k8s.io/v1", "kind": ',
+      error: 'request body is not JSON (Unexpected end of JSON input)',
+    },
+    { name: 'a trailing comma', body: '{"apiVersion": "admission.k8s.io/v1",}', error: 'request body is not JSON (' },
+    { name: 'an empty body', body: '', error: 'request body is empty; expected a JSON object' },
   ])(
-    "F2: $name sent as application/json is a 400 from the framework's JSON parser, nothing written",
-    async ({ body }) => {
+    'F2: $name sent as application/json is a 400 with a JSON error saying so, nothing written',
+    async ({ body, error }) => {
       const before = await documentCount(h.db);
       const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, body);
       expect(res.status).toBe(400);
+      expect(res.body.error).toContain(error);
       expect(await documentCount(h.db)).toBe(before);
     },
   );
 
-  it('F2: a body that is not JSON at all is a 400', async () => {
-    const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, 'this is not json', { 'content-type': 'text/plain' });
-    expect(res.status).toBe(400);
-    expect(res.body.error).toContain('not JSON');
+  it.each(['text/plain', 'application/x-www-form-urlencoded', 'application/merge-patch+json'])(
+    'F2: a body that is not JSON at all, sent as %s, is a 400 with a JSON error',
+    async (type) => {
+      const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, 'this=is&not=json', { 'content-type': type });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatch(/^request body is not JSON \(.+\); expected a JSON object$/);
+    },
+  );
+
+  it('a valid AdmissionReview is served whatever content type it is sent as', async () => {
+    const req = review('CREATE', vm('typed', 'ns', [{ name: 'default' }]));
+    const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, JSON.stringify(req), { 'content-type': 'text/plain' });
+    expect(res.status).toBe(200);
+    expect(res.body.response).toMatchObject({ uid: req.request.uid, allowed: true });
   });
 
   it('F2: other resources are allowed unchanged', async () => {

@@ -205,6 +205,42 @@ describe('the request guard in front of the framework (dist/ under the functions
     expect((await res.json()).response.allowed).toBe(true);
   });
 
+  it.each([
+    {
+      name: 'truncated JSON',
+      body: '{"apiVersion": "admission.k8s.io/v1", "kind": ',
+      error: 'request body is not JSON (',
+    },
+    { name: 'a JSON string', body: '"hello"', error: 'request body is not a JSON object; expected an AdmissionReview' },
+    { name: 'no body', body: '', error: 'request body is empty; expected a JSON object' },
+  ])('F2: $name is answered by the handler: 400 with a JSON error, not the framework page', async ({ body, error }) => {
+    const res = await fetch(`${fn.url}${MUTATE}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect((await res.json()).error).toContain(error);
+  });
+
+  it('a gzip-compressed inventory is still inflated for /reconcile', async () => {
+    const res = await fetch(`${fn.url}/t/${TOKEN}/reconcile`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: gzipSync(JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [], metadata: {} })),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ collisions: [] });
+    const broken = await fetch(`${fn.url}/t/${TOKEN}/reconcile`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: gzipSync('{"kind": "List", "items": ['),
+    });
+    expect(broken.status).toBe(400);
+    expect((await broken.json()).error).toContain('request body is not JSON (');
+  });
+
   it('S2: a chunked body (no length declared) is cut off once it passes 3 MiB, not read to its end', async () => {
     const before = peakMemory(fn.child.pid!);
     const chunk = `${(64 * 1024).toString(16)}\r\n${'x'.repeat(64 * 1024)}\r\n`;

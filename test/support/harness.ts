@@ -10,6 +10,7 @@ import * as ff from '@google-cloud/functions-framework';
 import { getTestServer } from '@google-cloud/functions-framework/testing';
 import { inject } from 'vitest';
 import { createApp } from '../../functions/app.js';
+import { fileBodyAsBytes, standInFront } from '../../functions/guard.js';
 import type { ClusterToken } from '../../shared/env.js';
 import type { Severity } from '../../shared/log.js';
 
@@ -72,6 +73,12 @@ export async function startFunction(options: HarnessOptions = {}): Promise<Harne
     }),
   );
   const server: Server = getTestServer(name);
+  // As in production (guard.ts), bodies reach the handler as bytes and it parses the JSON; the guard's other
+  // checks are left to the tests of the built function, so the handler's own are tested here.
+  standInFront(server, (req) => {
+    fileBodyAsBytes(req);
+    return true;
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
