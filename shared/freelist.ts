@@ -119,7 +119,7 @@ export class FreeList {
     }
     // While MACs are held back for commits still out, "full" is not final: one of them may fail.
     const exhaustive = fresh && heldBack === 0;
-    return { candidates: shuffle(free, randomBelow).slice(0, want), seen, exhaustive, coolingDown };
+    return { candidates: sample(free, want, randomBelow), seen, exhaustive, coolingDown };
   }
 
   /**
@@ -183,6 +183,19 @@ function count(list: FullScan, now: Date, cooldownMs: number): number {
 
 function min(a: bigint, b: bigint): bigint {
   return a < b ? a : b;
+}
+
+/**
+ * `count` of `items` picked uniformly at random, in random order: the first steps of a Fisher-Yates shuffle, so a
+ * request that wants 16 of a list of thousands draws 16 random numbers, not thousands. Reorders `items`.
+ */
+export function sample<T>(items: T[], count: number, random: (n: bigint) => bigint): T[] {
+  const n = Math.min(count, items.length);
+  for (let i = 0; i < n; i++) {
+    const j = i + Number(random(BigInt(items.length - i)));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items.slice(0, n);
 }
 
 export function shuffle<T>(items: T[], random: (n: bigint) => bigint): T[] {
