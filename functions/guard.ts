@@ -19,7 +19,7 @@
  * - a path that is not valid percent-encoding: 400 (express would log the raw path, token included);
  * - on the webhook and reconcile paths, a missing or wrong token: 401, as the handler would answer;
  * - a `Content-Encoding` other than identity, except on `/reconcile` (the reconcile job sends gzip; the API
- *   server never compresses webhook requests): 415;
+ *   server never compresses webhook requests), where gzip and deflate are accepted: 415;
  * - a declared `Content-Length` over the path's limit (3 MiB, `/reconcile` 32 MiB): 413, before any body byte is
  *   read; with `Expect: 100-continue` the client is told before it sends the body at all.
  * And while the body arrives:
@@ -64,6 +64,9 @@ const AUTHENTICATED_PATHS: ReadonlySet<string> = new Set([
   PATHS.validateHyperConverged,
   PATHS.reconcile,
 ]);
+
+/** What the reconcile job may send (the framework's parser would also take others, and answer them with HTML). */
+const RECONCILE_ENCODINGS: ReadonlySet<string> = new Set(['identity', 'gzip', 'deflate']);
 
 interface Refusal {
   readonly status: number;
@@ -200,6 +203,12 @@ function check(
     return result({
       status: 415,
       error: `Content-Encoding ${encoding} is not accepted here; send the body uncompressed`,
+    });
+  }
+  if (reconcile && !RECONCILE_ENCODINGS.has(encoding)) {
+    return result({
+      status: 415,
+      error: `Content-Encoding ${encoding} is not accepted on ${PATHS.reconcile}; send gzip, deflate or no encoding`,
     });
   }
   const declared = req.headers['content-length'];

@@ -177,7 +177,8 @@ function bodySize(req: Request): number {
 function parseJson(req: Request): { ok: true; value: unknown } | { ok: false; error: string } {
   const body: unknown = req.body;
   if (!Buffer.isBuffer(body) && typeof body !== 'string') return { ok: true, value: body };
-  const text = body.toString();
+  // A byte-order mark (an inventory saved by some editors) is not part of the JSON; the framework's parser skipped it.
+  const text = body.toString().replace(/^\uFEFF/, '');
   if (text.trim() === '') return { ok: false, error: 'request body is empty; expected a JSON object' };
   try {
     return { ok: true, value: JSON.parse(text) };

@@ -133,6 +133,13 @@ describe('HTTP interface and auth', () => {
     },
   );
 
+  it('a leading byte-order mark is not taken for part of the JSON', async () => {
+    const req = review('CREATE', vm('bom', 'ns', [{ name: 'default' }]));
+    const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, `\uFEFF${JSON.stringify(req)}`);
+    expect(res.status).toBe(200);
+    expect(res.body.response).toMatchObject({ uid: req.request.uid, allowed: true });
+  });
+
   it('a valid AdmissionReview is served whatever content type it is sent as', async () => {
     const req = review('CREATE', vm('typed', 'ns', [{ name: 'default' }]));
     const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, JSON.stringify(req), { 'content-type': 'text/plain' });

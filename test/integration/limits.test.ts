@@ -132,6 +132,12 @@ describe('the request guard in front of the framework (dist/ under the functions
       error: 'over the limit',
     },
     {
+      name: 'a reconcile inventory in an encoding the job never sends (br)',
+      head: () => post(`/t/${TOKEN}/reconcile`, { 'content-length': 1000, 'content-encoding': 'br' }),
+      status: 415,
+      error: 'Content-Encoding br is not accepted on /reconcile; send gzip, deflate or no encoding',
+    },
+    {
       name: 'a declared reconcile inventory over 32 MiB',
       head: () => post(`/t/${TOKEN}/reconcile`, { 'content-length': 33 * MiB }),
       status: 413,
@@ -366,7 +372,7 @@ describe('the request guard in front of the framework (dist/ under the functions
     expect(fn.output()).not.toContain(TOKEN);
     note({
       area: 'Limits',
-      case: 'Refused from the headers alone: over 3 MiB (and 1 GiB, and 4 MiB with Expect: 100-continue), inventory over 32 MiB, gzip and deflate on webhook paths, no or wrong token, path not valid percent-encoding',
+      case: 'Refused from the headers alone: over 3 MiB (and 1 GiB, and 4 MiB with Expect: 100-continue), inventory over 32 MiB, gzip and deflate on webhook paths, br on /reconcile, no or wrong token, path not valid percent-encoding',
       runs: count(REFUSED_FROM_HEADERS.length, 'cases'),
       outcome: `413 / 415 / 401 / 400 in under 1 s with no body byte sent, connection closed; a body of exactly 3 MiB served; ${refusals.length} log lines, 0 with the token`,
     });
