@@ -67,6 +67,13 @@ function expectCleanAnswers(fleet: Fleet) {
   expect(fleet.violations).toEqual([]);
 }
 
+/** Every probe denied because the pool was unavailable (a wrong answer shows as itself). */
+function expectDenied(probes: readonly Exchange[]) {
+  expect(probes.map((p) => (allowed(p) ? 'allowed' : denial(p)))).toEqual(
+    probes.map(() => expect.stringMatching(/^MAC pool unavailable: /)),
+  );
+}
+
 interface FaultCase {
   name: string;
   /** A fault, or `flap`: reset every connection every 700 ms. */
@@ -131,9 +138,7 @@ describe('Firestore faults through a proxy (F1)', () => {
         if (denies === true) {
           // A request needing a MAC sent into the fault met it for its whole budget (the fault outlasts it), and
           // was answered before the fault began to clear.
-          expect(probes.map(({ probe }) => (allowed(probe) ? 'allowed' : denial(probe)))).toEqual(
-            probes.map(() => expect.stringMatching(/^MAC pool unavailable: /)),
-          );
+          expectDenied(probes.map(({ probe }) => probe));
           expect(probes.filter(({ probe, cleared }) => probe.at + probe.ms >= cleared)).toEqual([]);
         }
         if (denies === false) expect(denied).toEqual([]);
@@ -233,9 +238,7 @@ describe('the emulator restarted mid-load, its data lost (R3)', () => {
       expect(resumeMs.every((ms) => ms <= RESUME_WITHIN_MS)).toBe(true);
       const denied = fleet.exchanges.filter((e) => !allowed(e));
       // A CREATE sent while the emulator was down is denied before it comes back.
-      expect(probes.map((p) => (allowed(p) ? 'allowed' : denial(p)))).toEqual(
-        probes.map(() => expect.stringMatching(/^MAC pool unavailable: /)),
-      );
+      expectDenied(probes);
 
       const db = testDb(h.projectId, emulator.host);
       try {
