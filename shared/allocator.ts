@@ -8,9 +8,8 @@
  * holding read locks: requests touching different MACs never wait for each other.
  */
 import type { DomainError } from './errors.js';
-import { formatMac, type Mac } from './mac.js';
-import { formatRange, inRange, type MacRange } from './range.js';
-import { parseMac } from './mac.js';
+import { formatMac, type Mac, parseMac } from './mac.js';
+import type { MacStanding, UsableSet } from './usable.js';
 import { CLAIM_OPTIONAL_FIELDS, claimPath, type ClaimDoc, type ClaimOrigin } from './documents.js';
 
 /** A document version (Firestore `updateTime`), opaque to the plan, used as a write precondition. */
@@ -74,7 +73,7 @@ export interface ClaimRequest {
   readonly requestUid: string;
   readonly timestamp: string;
   readonly now: Date;
-  readonly range: MacRange;
+  readonly usable: UsableSet;
   readonly cooldownMs: number;
   readonly interfaces: readonly PlannedInterface[];
   /** MACs the stored VM carries (UPDATE, DELETE): claims of a generateName request for them are this VM's (V12). */
@@ -152,12 +151,8 @@ export function planClaims(req: ClaimRequest, state: ReadState, candidates: read
     if (snap && !held.has(iface.mac) && (snap.data === 'corrupt' || snap.data.state !== 'released')) {
       return { kind: 'denied', error: inUse(iface, iface.mac, snap.data, owner) };
     }
-    if (!inRange(req.range, parseMac(iface.mac)!)) {
-      warnings.push(
-        `MAC address ${iface.mac} of interface ${iface.name} is outside the pool range ${formatRange(req.range)}; ` +
-          'it is reserved for this VM but the pool will not hand it out',
-      );
-    }
+    const standing = req.usable.standing(parseMac(iface.mac)!);
+    if (standing !== 'usable') warnings.push(unusableWarning(iface, iface.mac, standing, req.usable));
     desired.push({ iface, mac: iface.mac, origin: held.get(iface.mac)?.origin ?? 'requested' });
     used.add(iface.mac);
   }
@@ -281,6 +276,30 @@ export function planRelease(req: ReleaseRequest, state: ReadState): ReleasePlan 
     writes.push(releaseWrite(snap.data, snap.version, req.requestUid, req.now, req.cooldownMs));
   }
   return { writes, released, refused };
+}
+
+/** V7, C5, C6: a user-set MAC the pool would never hand out is claimed all the same, with this warning. */
+function unusableWarning(
+  iface: PlannedInterface,
+  mac: string,
+  standing: Exclude<MacStanding, 'usable'>,
+  usable: UsableSet,
+): string {
+  const where = `MAC address ${mac} of interface ${iface.name}`;
+  const tail = 'it is reserved for this VM but the pool will not hand it out';
+  switch (standing) {
+    case 'outside':
+      return `${where} is outside the pool range ${usable.key}; ${tail}`;
+    case 'excluded':
+      return `${where} is in an excluded range of the pool (${usable.key}); ${tail}`;
+    case 'universal':
+      return `${where} is universally administered, inside a pool range kept to the locally administered space; ${tail}`;
+    case 'multicast':
+      // Multicast MACs are denied before planning (V7); kept for completeness of the switch.
+      return `${where} is a multicast address; ${tail}`;
+    default:
+      return standing satisfies never;
+  }
 }
 
 function inUse(iface: PlannedInterface, mac: string, holder: ClaimDoc | 'corrupt', owner: Owner): DomainError {

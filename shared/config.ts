@@ -3,15 +3,9 @@ import { COLLECTIONS, NamespaceDocSchema, namespacePath, RANGE_DOC_ID, SETTINGS_
 import { CONFIG_DOCUMENT_PATH } from './errors.js';
 import { NAMESPACE_OPT_LABEL, OPT_IN_VALUE, OPT_OUT_VALUE } from './kubevirt.js';
 import type { Logger } from './log.js';
-import {
-  DEFAULT_RANGE_END,
-  DEFAULT_RANGE_START,
-  formatRange,
-  type MacRange,
-  sameRange,
-  validateRange,
-} from './range.js';
+import { DEFAULT_RANGE_END, DEFAULT_RANGE_START } from './range.js';
 import type { Store } from './store.js';
+import { type UsableSet, validatePool } from './usable.js';
 import { OPT_MODES, type OptMode } from './webhooks.js';
 
 export const RANGE_DOC_PATH = `${COLLECTIONS.config}/${RANGE_DOC_ID}`;
@@ -39,7 +33,8 @@ export type Settings = z.infer<typeof SettingsSchema>;
 export const DEFAULT_SETTINGS: Settings = SettingsSchema.parse({});
 
 export interface PoolConfig {
-  readonly range: MacRange;
+  /** The MACs automatic allocation hands out (C5, C6). */
+  readonly usable: UsableSet;
   readonly rangeWarnings: readonly string[];
   readonly settings: Settings;
 }
@@ -54,10 +49,7 @@ export function parsePoolConfig(
   rangeDoc: Record<string, unknown> | undefined,
   settingsDoc: Record<string, unknown> | undefined,
 ): { range: ConfigResult; settings: { ok: true; settings: Settings } | { ok: false; reason: string } } {
-  const result = validateRange(
-    rangeDoc?.rangeStart ?? (rangeDoc ? undefined : DEFAULT_RANGE_START),
-    rangeDoc?.rangeEnd ?? (rangeDoc ? undefined : DEFAULT_RANGE_END),
-  );
+  const result = validatePool(rangeDoc ?? { rangeStart: DEFAULT_RANGE_START, rangeEnd: DEFAULT_RANGE_END });
   const parsedSettings = SettingsSchema.safeParse(settingsDoc ?? {});
   const settings = parsedSettings.success
     ? ({ ok: true, settings: parsedSettings.data } as const)
@@ -69,7 +61,7 @@ export function parsePoolConfig(
     ? {
         ok: true,
         config: {
-          range: result.range,
+          usable: result.usable,
           rangeWarnings: result.warnings,
           settings: settings.ok ? settings.settings : DEFAULT_SETTINGS,
         },
@@ -151,7 +143,7 @@ export class ConfigSource {
         if (problem !== '' && problem !== this.lastProblem) {
           log('ERROR', 'invalid MAC pool configuration', {
             problem,
-            kept: this.lastValid ? formatRange(this.lastValid.range) : undefined,
+            kept: this.lastValid?.usable.key,
           });
         }
         this.lastProblem = problem;
@@ -159,8 +151,12 @@ export class ConfigSource {
           const next = parsed.settings.ok
             ? parsed.range.config
             : { ...parsed.range.config, settings: this.lastValid?.settings ?? DEFAULT_SETTINGS };
-          if (this.lastValid === undefined || !sameRange(this.lastValid.range, next.range)) {
-            log('INFO', 'MAC pool range in effect', { range: formatRange(next.range), warnings: next.rangeWarnings });
+          if (this.lastValid === undefined || this.lastValid.usable.key !== next.usable.key) {
+            log('INFO', 'MAC pool range in effect', {
+              range: next.usable.key,
+              usableMacs: next.usable.size.toString(),
+              warnings: next.rangeWarnings,
+            });
           }
           this.lastValid = next;
           return { ok: true, config: next } as const;

@@ -1,16 +1,17 @@
 /**
- * Finding free MACs where random probing would mostly miss: dense ranges. Two strategies, both reading
- * outside any transaction (a commit's preconditions catch whatever changed since):
+ * Finding free MACs where random probing would mostly miss: dense pools. Two strategies, both reading
+ * outside any transaction (a commit's preconditions catch whatever changed since), both walking the usable
+ * set (usable.ts) one run of consecutive usable MACs at a time, so they never read or offer an unusable MAC:
  *
- * - `scanWindow`: any range size; reads the claims in windows from a random offset until enough gaps are found.
- * - `FreeList`: small ranges; one full scan shared by all requests of this instance for a few seconds, so a
+ * - `scanWindow`: any pool size; reads the claims in windows from a random offset until enough gaps are found.
+ * - `FreeList`: small pools; one full scan shared by all requests of this instance for a few seconds, so a
  *   request costs no scan at all. Losers of a race drop the MAC from the list and take another.
  */
 import { freeForAllocation, type Snapshot } from './allocator.js';
 import type { ClaimDoc } from './documents.js';
 import { formatMac, type Mac, parseMac } from './mac.js';
-import { formatRange, type MacRange, macAt, rangeSize } from './range.js';
 import type { Store } from './store.js';
+import type { UsableSet } from './usable.js';
 
 export interface FreeScan {
   /** Free MACs, shuffled so concurrent requests spread over them. */
@@ -25,25 +26,23 @@ export interface FreeScan {
 const PAGE = 256;
 const WINDOW = 4_096n;
 
-/** Scans windows of the range from a random offset until `want` free MACs are found or the range is covered. */
+/** Scans windows of the pool from a random offset until `want` free MACs are found or the pool is covered. */
 export async function scanWindow(
   store: Store,
-  range: MacRange,
+  usable: UsableSet,
   want: number,
   now: Date,
   cooldownMs: number,
   randomBelow: (n: bigint) => bigint,
 ): Promise<FreeScan> {
-  const size = rangeSize(range);
+  const size = usable.size;
   const free: Mac[] = [];
   const seen = new Map<string, Snapshot<ClaimDoc>>();
   let coolingDown = 0;
-  let offset = randomBelow(size);
+  let offset = size === 0n ? 0n : randomBelow(size);
   let covered = 0n;
   while (covered < size && free.length < want) {
-    const from = macAt(range, offset);
-    const length = min(min(WINDOW, size - covered), range.end - from + 1n);
-    const to = (from + length - 1n) as Mac;
+    const { start: from, end: to } = usable.segment(offset, min(WINDOW, size - covered));
     const docs = await store.scan(from, to, PAGE);
     const spanEnd = docs.length === PAGE ? parseMac(docs[docs.length - 1]!.mac)! : to;
     const taken = new Set<bigint>();
@@ -88,14 +87,14 @@ export class FreeList {
    * for this instance's commits in flight.
    */
   async take(
-    range: MacRange,
+    usable: UsableSet,
     need: number,
     want: number,
     now: Date,
     cooldownMs: number,
     randomBelow: (n: bigint) => bigint,
   ): Promise<FreeScan> {
-    const key = formatRange(range);
+    const key = usable.key;
     let fresh = false;
     let list = this.scanned;
     if (
@@ -104,7 +103,7 @@ export class FreeList {
       this.clock() - list.at > this.ttlMs ||
       count(list, now, cooldownMs) < need
     ) {
-      list = await this.rescan(range, key);
+      list = await this.rescan(usable);
       fresh = true;
     }
     const free: Mac[] = [];
@@ -149,29 +148,35 @@ export class FreeList {
     for (const mac of macs) this.scanned?.free.delete(mac);
   }
 
-  private rescan(range: MacRange, key: string): Promise<FullScan> {
-    this.inflight ??= this.fullScan(range, key)
+  private rescan(usable: UsableSet): Promise<FullScan> {
+    this.inflight ??= this.fullScan(usable)
       .then((scan) => (this.scanned = scan))
       .finally(() => (this.inflight = undefined));
     return this.inflight;
   }
 
-  private async fullScan(range: MacRange, key: string): Promise<FullScan> {
+  /** Reads every interval of the (small) pool; the intervals are read in parallel, each in id order. */
+  private async fullScan(usable: UsableSet): Promise<FullScan> {
     const at = this.clock();
-    const free = new Map<string, Snapshot<ClaimDoc> | null>();
-    let next = range.start;
+    const parts = await Promise.all(usable.intervals.map((r) => this.scanInterval(r.start, r.end)));
+    return { key: usable.key, at, free: new Map(parts.flat()) };
+  }
+
+  private async scanInterval(start: Mac, end: Mac): Promise<[string, Snapshot<ClaimDoc> | null][]> {
+    const free: [string, Snapshot<ClaimDoc> | null][] = [];
+    let next = start;
     for (;;) {
-      const docs = await this.store.scan(next, range.end, 1000);
+      const docs = await this.store.scan(next, end, 1000);
       for (const d of docs) {
         const mac = parseMac(d.mac)!;
-        for (let a = next; a < mac; a++) free.set(formatMac(a as Mac), null);
-        if (d.released !== undefined) free.set(d.mac, d.released);
+        for (let a = next; a < mac; a++) free.push([formatMac(a as Mac), null]);
+        if (d.released !== undefined) free.push([d.mac, d.released]);
         next = (mac + 1n) as Mac;
       }
       if (docs.length < 1000) break;
     }
-    for (let a = next; a <= range.end; a++) free.set(formatMac(a as Mac), null);
-    return { key, at, free };
+    for (let a = next; a <= end; a++) free.push([formatMac(a as Mac), null]);
+    return free;
   }
 }
 

@@ -31,11 +31,11 @@ import {
 } from './kubevirt.js';
 import { canonicalMac, formatMac, type Mac } from './mac.js';
 import { type JsonPatchOp, macAddressOp, timestampOps } from './patch.js';
-import { formatRange, type MacRange, macAt, rangeSize } from './range.js';
 import { classifyCommitError, type Store } from './store.js';
 import { FreeList, type FreeScan, scanWindow } from './freelist.js';
 import { GROUP_STALL_MS, GroupCommit } from './groupcommit.js';
 import { rfc3339Nano } from './timestamp.js';
+import type { UsableSet } from './usable.js';
 
 /** F1: every request is answered within 8 s; Firestore work gets this much of it. */
 export const FIRESTORE_BUDGET_MS = 7_000;
@@ -348,17 +348,24 @@ export class MacPool {
    * commit attempts of concurrent requests on this instance share Firestore commits (groupcommit.ts).
    */
   private async claim(
-    base: Omit<Parameters<typeof planClaims>[0], 'now' | 'range' | 'cooldownMs'>,
+    base: Omit<Parameters<typeof planClaims>[0], 'now' | 'usable' | 'cooldownMs'>,
     config: PoolConfig,
     mode: RunMode,
     first: 'optimistic' | 'read-first',
     given: AbortSignal,
   ): Promise<ClaimRun> {
-    const range = config.range;
+    const usable = config.usable;
     const cooldownMs = config.settings.cooldownSeconds * 1000;
     const allocating = base.interfaces.filter((i) => i.allocate);
     const need = allocating.length;
-    const derived = allocating.map((i) => derivedCandidate(range, base.owner, base.requestUid, i.name));
+    const full = (coolingDown: number): ClaimRun => ({
+      kind: 'denied',
+      error: { code: 'range-full', range: usable.key, coolingDown },
+      attempts: 0,
+    });
+    // A pool with no usable MAC at all (everything excluded) derives nothing; its empty scan says "full".
+    const derived =
+      usable.size === 0n ? [] : allocating.map((i) => derivedCandidate(usable, base.owner, base.requestUid, i.name));
     const known = [...base.interfaces.flatMap((i) => (i.mac !== undefined ? [i.mac] : [])), ...base.storedMacs];
     // Once the request is answered without this run (`given`), nothing more is tried or written for it.
     // Transaction attempts beyond one per loop: a shared commit that failed and was retried alone.
@@ -366,7 +373,7 @@ export class MacPool {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       if (attempt > 1 && given.aborted) throw new DeadlineError('gave up retrying after the request budget');
       const now = this.now();
-      const scanning = this.isDense(range);
+      const scanning = this.isDense(usable);
       const optimistic = attempt === 1 && first === 'optimistic' && mode === 'commit' && !scanning;
       let state: ReadState = EMPTY_STATE;
       let candidates: Mac[] = derived;
@@ -376,35 +383,26 @@ export class MacPool {
         const wanted = scanning ? known : [...known, ...derived.map(formatMac)];
         state = await this.readHeld(base.owner, base.requestUid, wanted);
         if (need > 0 && scanning) {
-          const scan = await this.findFree(range, need, now, cooldownMs);
+          const scan = await this.findFree(usable, need, now, cooldownMs);
           candidates = scan.candidates;
           exhaustive = scan.exhaustive;
           state = { claims: new Map([...scan.seen, ...state.claims]) };
           if (exhaustive && scan.candidates.length < need) {
-            const plan = planClaims({ ...base, now, range, cooldownMs }, state, candidates);
+            const plan = planClaims({ ...base, now, usable, cooldownMs }, state, candidates);
             // The VM may already hold what it needs (a repeated request); only a real shortage is "full".
             if (plan.kind !== 'short') return settle(plan, attempt + extra);
-            return {
-              kind: 'denied',
-              error: { code: 'range-full', range: formatRange(range), coolingDown: scan.coolingDown },
-              attempts: attempt + extra,
-            };
+            return { ...full(scan.coolingDown), attempts: attempt + extra };
           }
         } else if (need > 0) {
-          const random = this.randomCandidates(range, need + 2);
+          const random = this.randomCandidates(usable, need + 2);
           state = await this.readMore(state, random.map(formatMac));
           candidates = [...derived, ...random];
         }
       }
-      const plan = planClaims({ ...base, now, range, cooldownMs }, state, candidates);
-      if (plan.kind === 'short' || (plan.kind === 'plan' && plan.plan.takenCandidates > need)) this.markDense(range);
+      const plan = planClaims({ ...base, now, usable, cooldownMs }, state, candidates);
+      if (plan.kind === 'short' || (plan.kind === 'plan' && plan.plan.takenCandidates > need)) this.markDense(usable);
       if (plan.kind === 'short') {
-        if (exhaustive)
-          return {
-            kind: 'denied',
-            error: { code: 'range-full', range: formatRange(range), coolingDown: 0 },
-            attempts: attempt + extra,
-          };
+        if (exhaustive) return { ...full(0), attempts: attempt + extra };
         // Not enough offered just now (taken meanwhile, or held for this instance's commits in flight).
         await sleep(Number(this.randomBelow(BigInt(5 + 10 * attempt))));
         continue;
@@ -419,7 +417,7 @@ export class MacPool {
       // First attempts share commits (groupcommit.ts): they rarely conflict, so their groups rarely fail.
       // Retries, which follow a conflict, commit alone. In a range served by the free list, this instance's
       // other requests are not offered these MACs while the commit is out (for at most a second).
-      const release = rangeSize(range) < FREE_LIST_BELOW ? this.freeList.hold(plan.plan.claimed, GROUP_STALL_MS) : noop;
+      const release = usable.size < FREE_LIST_BELOW ? this.freeList.hold(plan.plan.claimed, GROUP_STALL_MS) : noop;
       const committed = await (
         attempt === 1 ? this.group.submit(plan.plan.writes, given) : this.group.alone(plan.plan.writes)
       ).finally(release);
@@ -449,29 +447,29 @@ export class MacPool {
     return { claims: new Map([...state.claims, ...more.claims]) };
   }
 
-  /** Free MACs of a dense range: the shared free list for small ranges, a windowed scan for large ones. */
-  private findFree(range: MacRange, need: number, now: Date, cooldownMs: number): Promise<FreeScan> {
+  /** Free MACs of a dense pool: the shared free list for small pools, a windowed scan for large ones. */
+  private findFree(usable: UsableSet, need: number, now: Date, cooldownMs: number): Promise<FreeScan> {
     const want = Math.max(need * 4, 16);
-    return rangeSize(range) < FREE_LIST_BELOW
-      ? this.freeList.take(range, need, want, now, cooldownMs, this.randomBelow)
-      : scanWindow(this.store, range, want, now, cooldownMs, this.randomBelow);
+    return usable.size < FREE_LIST_BELOW
+      ? this.freeList.take(usable, need, want, now, cooldownMs, this.randomBelow)
+      : scanWindow(this.store, usable, want, now, cooldownMs, this.randomBelow);
   }
 
-  private randomCandidates(range: MacRange, count: number): Mac[] {
-    const size = rangeSize(range);
+  /** `count` distinct usable MACs drawn uniformly (fewer when the pool is smaller). No rejection: `at` maps. */
+  private randomCandidates(usable: UsableSet, count: number): Mac[] {
     const out = new Set<bigint>();
-    const limit = size < BigInt(count) ? Number(size) : count;
-    while (out.size < limit) out.add(macAt(range, this.randomBelow(size)));
+    const limit = usable.size < BigInt(count) ? Number(usable.size) : count;
+    while (out.size < limit) out.add(usable.at(this.randomBelow(usable.size)));
     return [...out] as Mac[];
   }
 
-  private isDense(range: MacRange): boolean {
-    if (rangeSize(range) < FREE_LIST_BELOW) return true;
-    return (this.denseUntil.get(formatRange(range)) ?? 0) > Date.now();
+  private isDense(usable: UsableSet): boolean {
+    if (usable.size < FREE_LIST_BELOW) return true;
+    return (this.denseUntil.get(usable.key) ?? 0) > Date.now();
   }
 
-  private markDense(range: MacRange): void {
-    this.denseUntil.set(formatRange(range), Date.now() + DENSE_HINT_MS);
+  private markDense(usable: UsableSet): void {
+    this.denseUntil.set(usable.key, Date.now() + DENSE_HINT_MS);
   }
 
   private timestamp(): string {
@@ -528,12 +526,13 @@ function withMacs(vm: VirtualMachine, interfaces: readonly VmInterface[]): Virtu
 
 /**
  * The first MAC tried for an interface, derived from the VM's identity (or the request, for generateName):
- * spread uniformly over the range, and the same every time the same VM asks again.
+ * spread uniformly over the usable set (a 96-bit digest modulo at most 2^48: the bias is below 2^-48), and the
+ * same every time the same VM asks again while the pool is unchanged.
  */
-export function derivedCandidate(range: MacRange, owner: Owner, requestUid: string, iface: string): Mac {
+export function derivedCandidate(usable: UsableSet, owner: Owner, requestUid: string, iface: string): Mac {
   const identity = [owner.cluster, owner.namespace, owner.name === '' ? `~${requestUid}` : owner.name, iface].join('/');
   const digest = BigInt('0x' + createHash('sha256').update(identity).digest('hex').slice(0, 24));
-  return macAt(range, digest % rangeSize(range));
+  return usable.at(digest);
 }
 
 function assignmentOps(assignments: readonly Assignment[]): JsonPatchOp[] {

@@ -11,10 +11,10 @@ export const DEFAULT_RANGE_START = '02:00:00:00:00:00';
 export const DEFAULT_RANGE_END = '02:FF:FF:FF:FF:FF';
 
 export type RangeProblem =
-  | { code: 'missing'; field: 'rangeStart' | 'rangeEnd' }
-  | { code: 'not-a-mac'; field: 'rangeStart' | 'rangeEnd'; value: string }
-  | { code: 'multicast'; field: 'rangeStart' | 'rangeEnd'; value: string }
-  | { code: 'reversed'; start: string; end: string };
+  | { code: 'missing'; field: string }
+  | { code: 'not-a-mac'; field: string; value: string }
+  | { code: 'multicast'; field: string; value: string }
+  | { code: 'reversed'; field: string; start: string; end: string };
 
 export type RangeResult =
   { ok: true; range: MacRange; warnings: string[] } | { ok: false; problem: RangeProblem; message: string };
@@ -33,7 +33,7 @@ export function rangeProblemMessage(problem: RangeProblem): string {
     case 'multicast':
       return `${problem.field} ${problem.value} is a multicast address (the first octet is odd); ${ALLOWED}`;
     case 'reversed':
-      return `rangeStart ${problem.start} is greater than rangeEnd ${problem.end}; ${ALLOWED}`;
+      return `${problem.field}Start ${problem.start} is greater than ${problem.field}End ${problem.end}; ${ALLOWED}`;
     default:
       return problem satisfies never;
   }
@@ -42,12 +42,13 @@ export function rangeProblemMessage(problem: RangeProblem): string {
 /**
  * Validates a range as the HyperConverged CR and `config/kubeMacPoolConfiguration` spell it (C1).
  * A one-MAC range is valid. A range outside the locally administered space is accepted with a warning.
+ * `where` prefixes the field names in messages (`additionalRanges[2].` for an entry of a list).
  */
-export function validateRange(rangeStart: unknown, rangeEnd: unknown): RangeResult {
+export function validateRange(rangeStart: unknown, rangeEnd: unknown, where = ''): RangeResult {
   const ends: Mac[] = [];
   for (const [field, value] of [
-    ['rangeStart', rangeStart],
-    ['rangeEnd', rangeEnd],
+    [`${where}rangeStart`, rangeStart],
+    [`${where}rangeEnd`, rangeEnd],
   ] as const) {
     if (value === undefined || value === null || value === '') return fail({ code: 'missing', field });
     const text = typeof value === 'string' ? value : JSON.stringify(value);
@@ -57,7 +58,8 @@ export function validateRange(rangeStart: unknown, rangeEnd: unknown): RangeResu
     ends.push(mac);
   }
   const [start, end] = ends as [Mac, Mac];
-  if (start > end) return fail({ code: 'reversed', start: formatMac(start), end: formatMac(end) });
+  if (start > end)
+    return fail({ code: 'reversed', field: `${where}range`, start: formatMac(start), end: formatMac(end) });
   const warnings: string[] = [];
   if (!isLocallyAdministered(start) || !isLocallyAdministered(end)) {
     warnings.push(
@@ -73,23 +75,6 @@ function fail(problem: RangeProblem): RangeResult {
   return { ok: false, problem, message: rangeProblemMessage(problem) };
 }
 
-export function rangeSize(range: MacRange): bigint {
-  return range.end - range.start + 1n;
-}
-
-export function inRange(range: MacRange, mac: Mac): boolean {
-  return mac >= range.start && mac <= range.end;
-}
-
-/** The MAC at `offset` from the start, wrapping around the range. */
-export function macAt(range: MacRange, offset: bigint): Mac {
-  return (range.start + (((offset % rangeSize(range)) + rangeSize(range)) % rangeSize(range))) as Mac;
-}
-
 export function formatRange(range: MacRange): string {
   return `${formatMac(range.start)}-${formatMac(range.end)}`;
-}
-
-export function sameRange(a: MacRange, b: MacRange): boolean {
-  return a.start === b.start && a.end === b.end;
 }

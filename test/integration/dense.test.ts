@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FreeList } from '../../shared/freelist.js';
 import { formatMac } from '../../shared/mac.js';
-import { validateRange } from '../../shared/range.js';
+import { validatePool } from '../../shared/usable.js';
 import { Store } from '../../shared/store.js';
 import { activeClaims, claims, type Harness, setRange, startFunction, testDb } from '../support/harness.js';
 import { macsOf, mutated, review, vm } from '../support/fixtures.js';
@@ -71,11 +71,11 @@ describe('dense ranges', () => {
 describe('the free list of a small range', () => {
   const db = testDb(`test-${randomUUID().slice(0, 8)}`);
   afterAll(() => db.terminate());
-  const checked = validateRange('02:00:00:00:77:00', '02:00:00:00:77:03'); // 4 MACs
+  const checked = validatePool({ rangeStart: '02:00:00:00:77:00', rangeEnd: '02:00:00:00:77:03' }); // 4 MACs
   if (!checked.ok) throw new Error('fixture');
-  const range = checked.range;
+  const usable = checked.usable;
   const first = () => 0n; // no shuffling: candidates in range order
-  const take = (list: FreeList, need = 1) => list.take(range, need, 16, new Date(), 600_000, first);
+  const take = (list: FreeList, need = 1) => list.take(usable, need, 16, new Date(), 600_000, first);
 
   it('does not offer a MAC to a second request while a commit claiming it is out', async () => {
     const list = new FreeList(new Store(db));

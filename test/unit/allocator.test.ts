@@ -11,13 +11,13 @@ import {
 } from '../../shared/allocator.js';
 import type { ClaimDoc } from '../../shared/documents.js';
 import { parseMac, type Mac } from '../../shared/mac.js';
-import { validateRange } from '../../shared/range.js';
+import { validatePool } from '../../shared/usable.js';
 
 const NOW = new Date('2026-11-27T12:00:00Z');
 const V = { isEqual: () => true } as Version;
-const r = validateRange('02:00:00:00:00:00', '02:00:00:00:00:ff');
+const r = validatePool({ rangeStart: '02:00:00:00:00:00', rangeEnd: '02:00:00:00:00:ff' });
 if (!r.ok) throw new Error('fixture');
-const RANGE = r.range;
+const USABLE = r.usable;
 const mac = (s: string) => parseMac(s)! as Mac;
 
 function claim(m: string, over: Partial<ClaimDoc> = {}): Snapshot<ClaimDoc> {
@@ -50,7 +50,7 @@ function request(interfaces: PlannedInterface[], over: Partial<ClaimRequest> = {
     requestUid: 'r1',
     timestamp: 'ts1',
     now: NOW,
-    range: RANGE,
+    usable: USABLE,
     cooldownMs: 600_000,
     interfaces,
     storedMacs: new Set(),

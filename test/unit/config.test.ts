@@ -2,12 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { Cached, namespaceManaged, parsePoolConfig } from '../../shared/config.js';
 import { rfc3339Nano, parseRfc3339 } from '../../shared/timestamp.js';
 import { escapePointer, timestampOps } from '../../shared/patch.js';
-import { formatRange } from '../../shared/range.js';
 
 describe('parsePoolConfig', () => {
   it('an absent range document means the KMP default range', () => {
     const { range } = parsePoolConfig(undefined, undefined);
-    expect(range.ok && formatRange(range.config.range)).toBe('02:00:00:00:00:00-02:ff:ff:ff:ff:ff');
+    expect(range.ok && range.config.usable.key).toBe('02:00:00:00:00:00-02:ff:ff:ff:ff:ff');
     expect(range.ok && range.config.settings).toEqual({
       optMode: 'opt-out',
       cooldownSeconds: 600,
