@@ -69,12 +69,25 @@ export function namespaceJson(view: NamespaceView): Record<string, unknown> {
   };
 }
 
-/** `macpool status` for people: one figure per line. */
+/** `macpool status` for people: one figure per line; a range or exclusion per line under its heading. */
 export function statusText(s: PoolStatus): string {
-  const r = s.inRange;
+  const r = s.inPool;
+  const rangeLine = (x: PoolStatus['ranges'][number]) => {
+    const dropped = [
+      ...(x.multicast > 0 ? [`${x.multicast} multicast`] : []),
+      ...(x.universal > 0 ? [`${x.universal} universally administered`] : []),
+    ];
+    return `${x.start}-${x.end} (${x.size} MACs${dropped.length > 0 ? `; never handed out: ${dropped.join(', ')}` : ''})`;
+  };
+  const listed = (heading: string, lines: string[]): [string, string][] =>
+    lines.map((line, i) => [i === 0 ? heading : '', line]);
   const rows: [string, string][] = [
-    ['range', `${s.range.start}-${s.range.end}`],
-    ['size', String(s.range.size)],
+    ...listed(s.ranges.length > 1 ? 'ranges' : 'range', s.ranges.map(rangeLine)),
+    ...listed(
+      'excluded',
+      s.excluded.map((x) => (x.start === x.end ? x.start : `${x.start}-${x.end} (${x.size} MACs)`)),
+    ),
+    ['usable', String(s.usable)],
     ['claimed', `${s.claimed} (pending ${r.pending}, bound ${r.bound})`],
     [
       'released',
@@ -88,7 +101,7 @@ export function statusText(s: PoolStatus): string {
       `${s.claims.total} (pending ${s.claims.pending}, bound ${s.claims.bound}, released ${s.claims.released}` +
         (s.claims.other > 0 ? `, unknown state ${s.claims.other})` : ')'),
     ],
-    ['outside range', String(s.outsideRange)],
+    ['outside pool', String(s.outsidePool)],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n';

@@ -29,6 +29,8 @@ import {
   setConfig,
   setNamespaceLabel,
   type ConfigChange,
+  type ListEdit,
+  type StoredRange,
 } from '../shared/admin.js';
 import { RANGE_DOC_PATH, SETTINGS_DOC_PATH, type Settings } from '../shared/config.js';
 import { withDeadline } from '../shared/deadline.js';
@@ -150,6 +152,26 @@ function macAddress(value: string): string {
   return formatMac(mac);
 }
 
+/**
+ * A range written `START-END`, or one MAC (a one-MAC range). The ends may use any common spelling, dashes included:
+ * the split is the one dash at which both sides are MACs.
+ */
+function macRange(value: string): StoredRange {
+  if (parseMac(value) !== undefined) return { rangeStart: value, rangeEnd: value };
+  const splits = [...value.matchAll(/-/g)]
+    .map((m) => [value.slice(0, m.index), value.slice(m.index + 1)] as const)
+    .filter(([a, b]) => parseMac(a) !== undefined && parseMac(b) !== undefined);
+  if (splits.length !== 1) {
+    throw new InvalidArgumentError(
+      'expected a range START-END of two 48-bit MACs (aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff or aabb.ccdd.eeff), or one MAC.',
+    );
+  }
+  const [rangeStart, rangeEnd] = splits[0]!;
+  return { rangeStart, rangeEnd };
+}
+
+const collectRanges = (value: string, previous: StoredRange[]) => [...previous, macRange(value)];
+
 function examples(...lines: string[]): string {
   return `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  ${l}`).join('\n')}\n`;
 }
@@ -176,11 +198,16 @@ function configCommands(program: Command): void {
   config
     .command('get')
     .description(
-      'print the range as the HyperConverged CR holds it ({"rangeStart":...,"rangeEnd":...}), or the settings',
+      'print the range as the HyperConverged CR holds it ({"rangeStart":...,"rangeEnd":...}), or the settings. ' +
+        'With --all or -o json, also additionalRanges and excludedRanges',
     )
     .addArgument(new Argument('[document]', 'which document').choices(['range', 'settings']).default('range'))
-    .addHelpText('after', examples('$ macpool config get', '$ macpool config get settings'))
-    .action(async (document: 'range' | 'settings', _options: object, cmd: Command) => {
+    .option('--all', 'print every pool field of the range document, the lists of ranges and exclusions too')
+    .addHelpText(
+      'after',
+      examples('$ macpool config get', '$ macpool config get --all', '$ macpool config get settings'),
+    )
+    .action(async (document: 'range' | 'settings', options: { all?: boolean }, cmd: Command) => {
       if (document === 'settings') {
         const view = await firestore(cmd, getSettings);
         if (!view.exists) info(`${SETTINGS_DOC_PATH} does not exist: these are the defaults`);
@@ -196,7 +223,12 @@ function configCommands(program: Command): void {
         warn(`the function refuses this range and keeps the last valid one it saw: ${view.problem}`);
       }
       for (const w of view.warnings) warn(w);
-      out(JSON.stringify(view.fields) + '\n');
+      if (options.all || json(cmd)) {
+        if (view.usableMacs !== undefined)
+          info(`${view.usableMacs} usable MACs (macpool status shows how many are free)`);
+        return out(JSON.stringify({ additionalRanges: [], excludedRanges: [], ...view.fields }) + '\n');
+      }
+      out(JSON.stringify({ rangeStart: view.fields.rangeStart, rangeEnd: view.fields.rangeEnd }) + '\n');
     });
 
   config
@@ -207,6 +239,15 @@ function configCommands(program: Command): void {
     )
     .option('--range-start <mac>', 'first MAC of the pool, any common spelling')
     .option('--range-end <mac>', 'last MAC of the pool, inclusive')
+    .option('--add-range <start-end>', 'add a range to additionalRanges (repeatable)', collectRanges, [])
+    .option('--remove-range <start-end>', 'remove a range from additionalRanges (repeatable)', collectRanges, [])
+    .option(
+      '--exclude <mac|start-end>',
+      'add an exclusion to excludedRanges: never handed out automatically (repeatable)',
+      collectRanges,
+      [],
+    )
+    .option('--unexclude <mac|start-end>', 'remove an exclusion from excludedRanges (repeatable)', collectRanges, [])
     .addOption(new Option('--opt-mode <mode>', 'which namespaces the pool serves').choices(OPT_MODES))
     .option(
       '--cooldown-seconds <n>',
@@ -222,6 +263,7 @@ function configCommands(program: Command): void {
       'after',
       examples(
         '$ macpool config set --range-start 02:10:00:00:00:00 --range-end 02:10:00:00:ff:ff',
+        '$ macpool config set --add-range 0a:00:00:00:00:00-0a:00:00:00:ff:ff --exclude 02:10:00:00:00:01',
         '$ macpool config set --opt-mode opt-in --cooldown-seconds 300',
       ),
     )
@@ -230,6 +272,10 @@ function configCommands(program: Command): void {
         o: {
           rangeStart?: string;
           rangeEnd?: string;
+          addRange: StoredRange[];
+          removeRange: StoredRange[];
+          exclude: StoredRange[];
+          unexclude: StoredRange[];
           optMode?: OptMode;
           cooldownSeconds?: number;
           waitTimeSeconds?: number;
@@ -244,16 +290,23 @@ function configCommands(program: Command): void {
           ...(o.cooldownSeconds !== undefined ? { cooldownSeconds: o.cooldownSeconds } : {}),
           ...(o.waitTimeSeconds !== undefined ? { waitTimeSeconds: o.waitTimeSeconds } : {}),
         };
+        const lists: ListEdit[] = [
+          ...o.addRange.map((range) => ({ list: 'additionalRanges', op: 'add', range }) as const),
+          ...o.removeRange.map((range) => ({ list: 'additionalRanges', op: 'remove', range }) as const),
+          ...o.exclude.map((range) => ({ list: 'excludedRanges', op: 'add', range }) as const),
+          ...o.unexclude.map((range) => ({ list: 'excludedRanges', op: 'remove', range }) as const),
+        ];
         const change: ConfigChange = {
           ...(o.rangeStart !== undefined && o.rangeEnd !== undefined
             ? { range: { rangeStart: o.rangeStart, rangeEnd: o.rangeEnd } }
             : {}),
+          ...(lists.length > 0 ? { lists } : {}),
           ...(Object.keys(settings).length > 0 ? { settings } : {}),
         };
-        if (change.range === undefined && change.settings === undefined) {
+        if (change.range === undefined && change.lists === undefined && change.settings === undefined) {
           cmd.error(
-            'error: nothing to set: give --range-start and --range-end, or --opt-mode, --cooldown-seconds or ' +
-              '--wait-time-seconds',
+            'error: nothing to set: give --range-start and --range-end, --add-range, --remove-range, --exclude, ' +
+              '--unexclude, --opt-mode, --cooldown-seconds or --wait-time-seconds',
             USAGE,
           );
         }
@@ -263,6 +316,11 @@ function configCommands(program: Command): void {
         if (json(cmd)) return printJson({ ...change, warnings: result.warnings });
         if (change.range) {
           out(`${RANGE_DOC_PATH}: rangeStart=${change.range.rangeStart} rangeEnd=${change.range.rangeEnd}\n`);
+        }
+        for (const e of lists) {
+          const text =
+            e.range.rangeStart === e.range.rangeEnd ? e.range.rangeStart : `${e.range.rangeStart}-${e.range.rangeEnd}`;
+          out(`${RANGE_DOC_PATH}: ${e.list} ${e.op === 'add' ? '+' : '-'} ${text}\n`);
         }
         if (change.settings) {
           const fields = Object.entries(change.settings).map(([k, v]) => `${k}=${String(v)}`);

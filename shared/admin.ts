@@ -1,6 +1,6 @@
 /**
  * Operator tasks on the pool's Firestore documents, for the `macpool` CLI: read and change the configuration,
- * label namespaces, count claims, list and release them. Every check is the function's own (C1 `validateRange`,
+ * label namespaces, count claims, list and release them. Every check is the function's own (C1 and C6 `validatePool`,
  * `SettingsSchema`, `NamespaceDocSchema`), so the CLI never writes a document the function would refuse.
  */
 import { randomUUID } from 'node:crypto';
@@ -27,9 +27,10 @@ import {
 } from './documents.js';
 import { CLUSTER_NAME } from './env.js';
 import { NAMESPACE_OPT_LABEL, OPT_IN_VALUE, OPT_OUT_VALUE } from './kubevirt.js';
-import { formatMac } from './mac.js';
-import { DEFAULT_RANGE_END, DEFAULT_RANGE_START, type MacRange, rangeSize, validateRange } from './range.js';
+import { formatMac, parseMac } from './mac.js';
+import { DEFAULT_RANGE_END, DEFAULT_RANGE_START, type MacRange } from './range.js';
 import { classifyCommitError, type Store } from './store.js';
+import { type PoolFields, RANGE_LISTS, type RangeList, rangeUsage, validatePool } from './usable.js';
 import type { OptMode } from './webhooks.js';
 
 /** Kubernetes namespace names are DNS labels (RFC 1123), like macpool's cluster names. */
@@ -48,22 +49,31 @@ function describeIssues(issues: readonly { path: PropertyKey[]; message: string 
 export interface RangeConfigView {
   /** False when the document does not exist: the function then serves KMP's default range. */
   readonly exists: boolean;
-  /** The stored fields (the defaults when the document is absent), as `oc get hco ... kubeMacPoolConfiguration`. */
-  readonly fields: { readonly rangeStart?: unknown; readonly rangeEnd?: unknown };
-  /** Why the function refuses the stored range (C3), if it does. */
+  /** The stored pool fields (the defaults when the document is absent); the lists only when stored. */
+  readonly fields: PoolFields;
+  /** Why the function refuses the stored document (C3), if it does. */
   readonly problem?: string;
   readonly warnings: readonly string[];
+  /** How many MACs automatic allocation may hand out (C5, C6), when the document is valid. */
+  readonly usableMacs?: bigint;
 }
 
 export async function getRangeConfig(store: Store): Promise<RangeConfigView> {
   const doc = await store.get(RANGE_DOC_PATH);
-  const fields = doc
-    ? { rangeStart: doc.rangeStart, rangeEnd: doc.rangeEnd }
-    : { rangeStart: DEFAULT_RANGE_START, rangeEnd: DEFAULT_RANGE_END };
-  const result = validateRange(fields.rangeStart, fields.rangeEnd);
+  const fields = doc ? poolFields(doc) : { rangeStart: DEFAULT_RANGE_START, rangeEnd: DEFAULT_RANGE_END };
+  const result = validatePool(fields);
   return result.ok
-    ? { exists: doc !== undefined, fields, warnings: result.warnings }
+    ? { exists: doc !== undefined, fields, warnings: result.warnings, usableMacs: result.usable.size }
     : { exists: true, fields, problem: `${RANGE_DOC_PATH}: ${result.message}`, warnings: [] };
+}
+
+/** The pool's fields of the range document, leaving out what else is stored there (source, updatedAt). */
+function poolFields(doc: Record<string, unknown>): PoolFields {
+  return {
+    rangeStart: doc.rangeStart,
+    rangeEnd: doc.rangeEnd,
+    ...Object.fromEntries(RANGE_LISTS.filter((l) => doc[l] !== undefined).map((l) => [l, doc[l]])),
+  };
 }
 
 /** `config/settings` as the function reads it: the effective values, with defaults for absent fields. */
@@ -84,9 +94,22 @@ export function effectiveSettings(view: SettingsView): Settings {
   return 'settings' in view ? view.settings : DEFAULT_SETTINGS;
 }
 
+/** A range as stored: both ends spelled as the operator wrote them (any common MAC spelling). */
+export interface StoredRange {
+  readonly rangeStart: string;
+  readonly rangeEnd: string;
+}
+
+/** Adds a range to, or removes one from, `additionalRanges` or `excludedRanges` (C6). */
+export interface ListEdit {
+  readonly list: RangeList;
+  readonly op: 'add' | 'remove';
+  readonly range: StoredRange;
+}
+
 export interface ConfigChange {
-  /** Both ends, spelled as the operator wrote them (any common MAC spelling), stored as given. */
-  readonly range?: { readonly rangeStart: string; readonly rangeEnd: string };
+  readonly range?: StoredRange;
+  readonly lists?: readonly ListEdit[];
   readonly settings?: Partial<Settings>;
 }
 
@@ -96,36 +119,93 @@ export const RANGE_SOURCE = 'macpool-cli';
 export type ConfigChangeResult = { ok: true; warnings: string[]; written: string[] } | { ok: false; reason: string };
 
 /**
- * Validates a change with the function's own rules (C1 for the range, `SettingsSchema` for the settings) and
- * writes it in one batch: all of it or, when anything is invalid, nothing. Fields not named are kept.
+ * Validates a change with the function's own rules (C1 for every range and C6 for the lists, on the document as it
+ * will be; `SettingsSchema` for the settings) and writes it in one transaction: all of it or, when anything is
+ * invalid, nothing. Fields not named are kept.
  */
 export async function setConfig(store: Store, change: ConfigChange, now: Date): Promise<ConfigChangeResult> {
-  const batch = store.db.batch();
-  const warnings: string[] = [];
-  const written: string[] = [];
-  if (change.range !== undefined) {
-    const result = validateRange(change.range.rangeStart, change.range.rangeEnd);
-    if (!result.ok) return { ok: false, reason: result.message };
-    warnings.push(...result.warnings);
-    // source and updatedAt record where the range came from, as the HyperConverged sync records its own.
-    const { rangeStart, rangeEnd } = change.range;
-    batch.set(
-      store.db.doc(RANGE_DOC_PATH),
-      { rangeStart, rangeEnd, source: RANGE_SOURCE, updatedAt: now },
-      { merge: true },
-    );
-    written.push(RANGE_DOC_PATH);
-  }
+  const rangeRef = store.db.doc(RANGE_DOC_PATH);
+  const touchesPool = change.range !== undefined || (change.lists ?? []).length > 0;
+  let settingsData: Record<string, unknown> | undefined;
   if (change.settings !== undefined) {
     // Absent fields take their defaults in the parse; only the fields given are written.
     const parsed = SettingsSchema.safeParse(change.settings);
     if (!parsed.success) return { ok: false, reason: `${SETTINGS_DOC_PATH}: ${describeIssues(parsed.error.issues)}` };
-    const data = Object.fromEntries(Object.keys(change.settings).map((k) => [k, parsed.data[k as keyof Settings]]));
-    batch.set(store.db.doc(SETTINGS_DOC_PATH), data, { merge: true });
-    written.push(SETTINGS_DOC_PATH);
+    settingsData = Object.fromEntries(Object.keys(change.settings).map((k) => [k, parsed.data[k as keyof Settings]]));
   }
-  if (written.length > 0) await batch.commit();
-  return { ok: true, warnings, written };
+  return store.db.runTransaction(async (tx): Promise<ConfigChangeResult> => {
+    const written: string[] = [];
+    const warnings: string[] = [];
+    if (touchesPool) {
+      const snap = await tx.get(rangeRef);
+      const stored = snap.exists
+        ? poolFields(snap.data()!)
+        : { rangeStart: DEFAULT_RANGE_START, rangeEnd: DEFAULT_RANGE_END };
+      const edited = applyEdits({ ...stored, ...(change.range ?? {}) }, change.lists ?? []);
+      if (!edited.ok) return edited;
+      const result = validatePool(edited.fields);
+      if (!result.ok) return { ok: false, reason: result.message };
+      warnings.push(...result.warnings);
+      // source and updatedAt record where the range came from, as the HyperConverged sync records its own.
+      const data: Record<string, unknown> = { source: RANGE_SOURCE, updatedAt: now };
+      // The ends are written when given, and always into a new document (the default range, made explicit).
+      if (change.range !== undefined || !snap.exists) {
+        Object.assign(data, { rangeStart: edited.fields.rangeStart, rangeEnd: edited.fields.rangeEnd });
+      }
+      for (const list of new Set((change.lists ?? []).map((e) => e.list))) data[list] = edited.fields[list];
+      tx.set(rangeRef, data, { merge: true });
+      written.push(RANGE_DOC_PATH);
+    }
+    if (settingsData !== undefined) {
+      tx.set(store.db.doc(SETTINGS_DOC_PATH), settingsData, { merge: true });
+      written.push(SETTINGS_DOC_PATH);
+    }
+    return { ok: true, warnings, written };
+  });
+}
+
+/**
+ * Applies list edits to the stored pool fields. Adding a range already listed changes nothing; removing one that is
+ * not listed (compared as MACs, whatever the spelling) is an error naming what is listed.
+ */
+function applyEdits(
+  fields: PoolFields,
+  edits: readonly ListEdit[],
+): { ok: true; fields: PoolFields & Partial<Record<RangeList, StoredRange[]>> } | { ok: false; reason: string } {
+  const out: Record<string, unknown> = { ...fields };
+  for (const edit of edits) {
+    const current = out[edit.list];
+    if (current !== undefined && !Array.isArray(current)) {
+      return { ok: false, reason: `${RANGE_DOC_PATH}: ${edit.list} is not a list; fix or delete the field first` };
+    }
+    const list = [...((current as unknown[] | undefined) ?? [])];
+    const at = list.findIndex((e) => sameStoredRange(e, edit.range));
+    if (edit.op === 'add' && at < 0) list.push({ rangeStart: edit.range.rangeStart, rangeEnd: edit.range.rangeEnd });
+    if (edit.op === 'remove') {
+      if (at < 0) {
+        const listed = list.map((e) => storedRangeText(e)).join(', ') || 'nothing';
+        return {
+          ok: false,
+          reason: `${edit.list} has no range ${storedRangeText(edit.range)}; it lists ${listed}`,
+        };
+      }
+      list.splice(at, 1);
+    }
+    out[edit.list] = list;
+  }
+  return { ok: true, fields: out as PoolFields & Partial<Record<RangeList, StoredRange[]>> };
+}
+
+function sameStoredRange(entry: unknown, range: StoredRange): boolean {
+  const e = entry as Partial<Record<keyof StoredRange, unknown>> | null;
+  const mac = (v: unknown) => (typeof v === 'string' ? parseMac(v) : undefined);
+  const [a, b] = [mac(e?.rangeStart), mac(e?.rangeEnd)];
+  return a !== undefined && a === mac(range.rangeStart) && b !== undefined && b === mac(range.rangeEnd);
+}
+
+function storedRangeText(entry: unknown): string {
+  const e = entry as Partial<Record<keyof StoredRange, unknown>> | null;
+  return e?.rangeStart === e?.rangeEnd ? String(e?.rangeStart) : `${String(e?.rangeStart)}-${String(e?.rangeEnd)}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -203,42 +283,55 @@ export interface StateCounts {
   readonly other: number;
 }
 
+/** One configured range in `macpool status`: its size and what C5 takes out of it. */
+export interface RangeStatus {
+  readonly start: string;
+  readonly end: string;
+  readonly size: number;
+  readonly multicast: number;
+  readonly universal: number;
+}
+
 export interface PoolStatus {
-  readonly range: { readonly start: string; readonly end: string; readonly size: number };
+  /** `rangeStart`-`rangeEnd` first, then `additionalRanges`. */
+  readonly ranges: readonly RangeStatus[];
+  readonly excluded: readonly { readonly start: string; readonly end: string; readonly size: number }[];
+  /** MACs automatic allocation may hand out: the usable set (C5, C6). */
+  readonly usable: number;
   readonly rangeWarnings: readonly string[];
   readonly cooldownSeconds: number;
-  /** Claims inside the range, by state. */
-  readonly inRange: StateCounts & { readonly coolingDown: number; readonly total: number };
-  /** pending + bound inside the range. */
+  /** Claims of usable MACs, by state. */
+  readonly inPool: StateCounts & { readonly coolingDown: number; readonly total: number };
+  /** pending + bound among the usable MACs. */
   readonly claimed: number;
-  /** MACs automatic allocation may hand out: never claimed, or released longer ago than the cool-down. */
+  /** Usable MACs automatic allocation may hand out now: never claimed, or released longer ago than the cool-down. */
   readonly free: number;
-  /** Share of the range that is not free, in percent. */
+  /** Share of the usable set that is not free, in percent. */
   readonly utilizationPercent: number;
   /** Every claim, by state. */
   readonly claims: StateCounts & { readonly total: number };
-  /** Claims whose MAC lies outside the range (user-set MACs, or claims from an earlier range). */
-  readonly outsideRange: number;
+  /** Claims of MACs outside the usable set (user-set MACs, excluded MACs, claims from an earlier range). */
+  readonly outsidePool: number;
 }
 
 export type StatusResult = { ok: true; status: PoolStatus } | { ok: false; reason: string };
 
+/** Usable intervals counted at once: each costs five aggregation queries. */
+const STATUS_CONCURRENCY = 16;
+
 /**
  * Pool figures from Firestore `count()` aggregations; no claim document is read, so the cost does not grow with
- * the pool. Claims inside the range are those whose id (the canonical MAC, fixed width) lies between the
- * canonical ends, so id order is numeric order.
+ * the pool. Claims of usable MACs are counted interval by interval of the usable set (usable.ts): each interval is
+ * a document-id range between canonical MACs, and ids are fixed width, so id order is numeric order.
  */
 export async function poolStatus(store: Store, now: Date): Promise<StatusResult> {
   const [rangeDoc, settingsDoc] = await Promise.all([store.get(RANGE_DOC_PATH), store.get(SETTINGS_DOC_PATH)]);
   const config = parsePoolConfig(rangeDoc, settingsDoc);
   if (!config.range.ok) return { ok: false, reason: config.range.reason };
-  const { range, rangeWarnings, settings } = config.range.config;
+  const { usable, rangeWarnings, settings } = config.range.config;
   const cutoff = Timestamp.fromMillis(now.getTime() - settings.cooldownSeconds * 1000);
 
   const macs = store.db.collection(COLLECTIONS.macs);
-  const inRange = macs
-    .where(FieldPath.documentId(), '>=', formatMac(range.start))
-    .where(FieldPath.documentId(), '<=', formatMac(range.end));
   const count = async (q: Query) => (await q.count().get()).data().count;
   const byState = (q: Query) => Promise.all(CLAIM_STATES.map((s) => count(q.where('state', '==', s))));
   // The emulator serves count() over a document-id range with an equality filter on state, as Firestore does
@@ -246,13 +339,23 @@ export async function poolStatus(store: Store, now: Date): Promise<StatusResult>
   // freeForAllocation decides) adds a second range field, releasedAt: Firestore may answer that it needs a
   // composite index (state, releasedAt), with the link that creates it in its message. A released claim without
   // releasedAt (written by hand) counts here as past its cool-down.
-  const [total, states, inTotal, inStates, coolingDown] = await Promise.all([
-    count(macs),
-    byState(macs),
-    count(inRange),
-    byState(inRange),
-    count(inRange.where('state', '==', 'released').where('releasedAt', '>', cutoff)),
-  ]);
+  const countInterval = async (r: MacRange) => {
+    const q = macs
+      .where(FieldPath.documentId(), '>=', formatMac(r.start))
+      .where(FieldPath.documentId(), '<=', formatMac(r.end));
+    const [total, states, cooling] = await Promise.all([
+      count(q),
+      byState(q),
+      count(q.where('state', '==', 'released').where('releasedAt', '>', cutoff)),
+    ]);
+    return [total, ...states, cooling];
+  };
+  const sums = [0, 0, 0, 0, 0];
+  for (let i = 0; i < usable.intervals.length; i += STATUS_CONCURRENCY) {
+    const parts = await Promise.all(usable.intervals.slice(i, i + STATUS_CONCURRENCY).map(countInterval));
+    for (const part of parts) part.forEach((n, k) => (sums[k]! += n));
+  }
+  const [total, states] = await Promise.all([count(macs), byState(macs)]);
   const counts = (total: number, [pending, bound, released]: number[]) => ({
     pending: pending!,
     bound: bound!,
@@ -261,28 +364,43 @@ export async function poolStatus(store: Store, now: Date): Promise<StatusResult>
     total,
   });
   const claims = counts(total, states);
-  const inside = { ...counts(inTotal, inStates), coolingDown };
-  const size = Number(rangeSize(range));
-  // Everything inside the range is taken except released claims past their cool-down.
+  const [inTotal, ...inStates] = sums as [number, number, number, number, number];
+  const inside = { ...counts(inTotal, inStates.slice(0, 3)), coolingDown: inStates[3]! };
+  const size = Number(usable.size);
+  // Every usable MAC is free except the claims of it that automatic allocation may not hand out.
   const taken = inside.total - (inside.released - inside.coolingDown);
+  const { range, additional, excluded } = usable.ranges;
   return {
     ok: true,
     status: {
-      range: rangeView(range, size),
+      ranges: [range, ...additional].map(rangeStatus),
+      excluded: excluded.map((r) => ({ start: formatMac(r.start), end: formatMac(r.end), size: rangeLength(r) })),
+      usable: size,
       rangeWarnings,
       cooldownSeconds: settings.cooldownSeconds,
-      inRange: inside,
+      inPool: inside,
       claimed: inside.pending + inside.bound,
       free: size - taken,
-      utilizationPercent: Math.round((taken / size) * 10_000) / 100,
+      utilizationPercent: size === 0 ? 100 : Math.round((taken / size) * 10_000) / 100,
       claims,
-      outsideRange: claims.total - inside.total,
+      outsidePool: claims.total - inside.total,
     },
   };
 }
 
-function rangeView(range: MacRange, size: number): PoolStatus['range'] {
-  return { start: formatMac(range.start), end: formatMac(range.end), size };
+function rangeStatus(range: MacRange): RangeStatus {
+  const u = rangeUsage(range);
+  return {
+    start: formatMac(range.start),
+    end: formatMac(range.end),
+    size: Number(u.size),
+    multicast: Number(u.multicast),
+    universal: Number(u.universal),
+  };
+}
+
+function rangeLength(range: MacRange): number {
+  return Number(range.end - range.start + 1n);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

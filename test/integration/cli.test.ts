@@ -331,15 +331,15 @@ describe('macpool status', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(
       [
-        'range          02:00:00:00:05:00-02:00:00:00:05:ff',
-        'size           256',
-        'claimed        30 (pending 10, bound 20)',
-        'released       8 (cooling down 5, past the 600 s cool-down 3)',
-        'unreadable     1 (claims with an unknown state: taken)',
-        'free           220',
-        'utilization    14.06%',
-        'claims         42 (pending 10, bound 22, released 9, unknown state 1)',
-        'outside range  3',
+        'range         02:00:00:00:05:00-02:00:00:00:05:ff (256 MACs)',
+        'usable        256',
+        'claimed       30 (pending 10, bound 20)',
+        'released      8 (cooling down 5, past the 600 s cool-down 3)',
+        'unreadable    1 (claims with an unknown state: taken)',
+        'free          220',
+        'utilization   14.06%',
+        'claims        42 (pending 10, bound 22, released 9, unknown state 1)',
+        'outside pool  3',
         '',
       ].join('\n'),
     );
@@ -348,15 +348,17 @@ describe('macpool status', () => {
   it('-o json: the same figures for scripts', async () => {
     const r = await macpool(['status', '-o', 'json'], { project });
     expect(JSON.parse(r.stdout)).toEqual({
-      range: { start: '02:00:00:00:05:00', end: '02:00:00:00:05:ff', size: 256 },
+      ranges: [{ start: '02:00:00:00:05:00', end: '02:00:00:00:05:ff', size: 256, multicast: 0, universal: 0 }],
+      excluded: [],
+      usable: 256,
       rangeWarnings: [],
       cooldownSeconds: 600,
-      inRange: { pending: 10, bound: 20, released: 8, coolingDown: 5, other: 1, total: 39 },
+      inPool: { pending: 10, bound: 20, released: 8, coolingDown: 5, other: 1, total: 39 },
       claimed: 30,
       free: 220,
       utilizationPercent: 14.06,
       claims: { pending: 10, bound: 22, released: 9, other: 1, total: 42 },
-      outsideRange: 3,
+      outsidePool: 3,
     });
   });
 
@@ -369,7 +371,7 @@ describe('macpool status', () => {
       'macs/02:00:00:00:00:01': claim('02:00:00:00:00:01', 'released', { releasedAt: new Date(now - 3_600_000) }),
     });
     const status = JSON.parse((await macpool(['status', '-o', 'json'], { project: p })).stdout);
-    expect(status).toMatchObject({ free: 3, utilizationPercent: 25, inRange: { coolingDown: 1, released: 1 } });
+    expect(status).toMatchObject({ free: 3, utilizationPercent: 25, inPool: { coolingDown: 1, released: 1 } });
   });
 
   it('an invalid stored range is a failure naming the document and the reason', async () => {
@@ -458,6 +460,150 @@ describe.concurrent('macpool claims', () => {
     const r = await macpool(['claims', 'list', '--limit', '2', '-o', 'json'], { project });
     expect(JSON.parse(r.stdout)).toHaveLength(2);
     expect(r.stderr).toBe('showing 2 of 5 matching claims; raise --limit to see more\n');
+  });
+});
+
+describe('macpool config: several ranges and exclusions (C6)', () => {
+  it('--add-range and --exclude write the lists, config get keeps its shape, --all shows the lists, status counts the usable set', async () => {
+    const project = newProject();
+    const db = testDb(project);
+    await seed(db, {
+      'config/kubeMacPoolConfiguration': {
+        rangeStart: '02:00:00:00:00:00',
+        rangeEnd: '02:00:00:00:00:0f',
+        note: 'kept',
+      },
+      'macs/02:00:00:00:00:01': claim('02:00:00:00:00:01', 'bound'),
+      'macs/02:00:00:00:00:09': claim('02:00:00:00:00:09', 'bound'), // excluded below: outside the pool now
+    });
+    const set = await macpool(
+      [
+        'config',
+        'set',
+        '--add-range',
+        '0a-00-00-00-00-00-0a-00-00-00-00-0f',
+        '--exclude',
+        '02:00:00:00:00:08-02:00:00:00:00:0b',
+        '--exclude',
+        '0a00.0000.0003',
+      ],
+      { project },
+    );
+    expect(set).toMatchObject({ code: 0 });
+    expect(set.stdout).toBe(
+      [
+        'config/kubeMacPoolConfiguration: additionalRanges + 0a-00-00-00-00-00-0a-00-00-00-00-0f',
+        'config/kubeMacPoolConfiguration: excludedRanges + 02:00:00:00:00:08-02:00:00:00:00:0b',
+        'config/kubeMacPoolConfiguration: excludedRanges + 0a00.0000.0003',
+        '',
+      ].join('\n'),
+    );
+    expect(await data(db, 'config/kubeMacPoolConfiguration')).toMatchObject({
+      rangeStart: '02:00:00:00:00:00',
+      note: 'kept',
+      additionalRanges: [{ rangeStart: '0a-00-00-00-00-00', rangeEnd: '0a-00-00-00-00-0f' }],
+      excludedRanges: [
+        { rangeStart: '02:00:00:00:00:08', rangeEnd: '02:00:00:00:00:0b' },
+        { rangeStart: '0a00.0000.0003', rangeEnd: '0a00.0000.0003' },
+      ],
+    });
+    const get = await macpool(['config', 'get'], { project });
+    expect(get).toMatchObject({
+      code: 0,
+      stdout: '{"rangeStart":"02:00:00:00:00:00","rangeEnd":"02:00:00:00:00:0f"}\n',
+    });
+    const all = await macpool(['config', 'get', '--all'], { project });
+    expect(JSON.parse(all.stdout)).toEqual({
+      rangeStart: '02:00:00:00:00:00',
+      rangeEnd: '02:00:00:00:00:0f',
+      additionalRanges: [{ rangeStart: '0a-00-00-00-00-00', rangeEnd: '0a-00-00-00-00-0f' }],
+      excludedRanges: [
+        { rangeStart: '02:00:00:00:00:08', rangeEnd: '02:00:00:00:00:0b' },
+        { rangeStart: '0a00.0000.0003', rangeEnd: '0a00.0000.0003' },
+      ],
+    });
+    expect(all.stderr).toContain('27 usable MACs');
+    const status = JSON.parse((await macpool(['status', '-o', 'json'], { project })).stdout);
+    expect(status).toMatchObject({
+      usable: 16 + 16 - 4 - 1,
+      ranges: [
+        { start: '02:00:00:00:00:00', end: '02:00:00:00:00:0f', size: 16 },
+        { start: '0a:00:00:00:00:00', end: '0a:00:00:00:00:0f', size: 16 },
+      ],
+      excluded: [
+        { start: '02:00:00:00:00:08', end: '02:00:00:00:00:0b', size: 4 },
+        { start: '0a:00:00:00:00:03', end: '0a:00:00:00:00:03', size: 1 },
+      ],
+      claimed: 1,
+      free: 26,
+      outsidePool: 1,
+    });
+    const text = (await macpool(['status'], { project })).stdout;
+    expect(text).toContain(
+      'ranges        02:00:00:00:00:00-02:00:00:00:00:0f (16 MACs)\n              0a:00:00:00:00:00-',
+    );
+    expect(text).toContain(
+      'excluded      02:00:00:00:00:08-02:00:00:00:00:0b (4 MACs)\n              0a:00:00:00:00:03\n',
+    );
+    expect(text).toContain('usable        27\n');
+
+    // Removal matches the MACs, whatever the spelling; what is not listed is an error naming what is.
+    const removed = await macpool(
+      ['config', 'set', '--remove-range', '0a:00:00:00:00:00-0a:00:00:00:00:0f', '--unexclude', '0a:00:00:00:00:03'],
+      { project },
+    );
+    expect(removed.code).toBe(0);
+    expect(await data(db, 'config/kubeMacPoolConfiguration')).toMatchObject({
+      additionalRanges: [],
+      excludedRanges: [{ rangeStart: '02:00:00:00:00:08', rangeEnd: '02:00:00:00:00:0b' }],
+    });
+    const missing = await macpool(['config', 'set', '--unexclude', '02:00:00:00:00:0e'], { project });
+    expect(missing.code).toBe(1);
+    expect(errorLines(missing.stderr)).toEqual([
+      'error: excludedRanges has no range 02:00:00:00:00:0e; it lists 02:00:00:00:00:08-02:00:00:00:00:0b',
+    ]);
+  });
+
+  it('refuses an invalid entry with its reason, writing nothing of the change', async () => {
+    const project = newProject();
+    const db = testDb(project);
+    const before = { rangeStart: '02:00:00:00:00:00', rangeEnd: '02:00:00:00:00:0f' };
+    await seed(db, { 'config/kubeMacPoolConfiguration': before });
+    const r = await macpool(
+      ['config', 'set', '--exclude', '02:00:00:00:00:01', '--add-range', '0a:00:00:00:00:00-0b:00:00:00:00:00'],
+      { project },
+    );
+    expect(r.code).toBe(1);
+    expect(errorLines(r.stderr)).toEqual([
+      expect.stringContaining('additionalRanges[0].rangeEnd 0b:00:00:00:00:00 is a multicast address'),
+    ]);
+    expect(await data(db, 'config/kubeMacPoolConfiguration')).toEqual(before);
+  });
+
+  it.each([
+    { value: '02:00:00:00:00', message: 'expected a range START-END of two 48-bit MACs' },
+    { value: '02:00:00:00:00:00-', message: 'expected a range START-END' },
+    { value: '02:00:00:00:00:00..02:00:00:00:00:01', message: 'expected a range START-END' },
+  ])('a range the parser refuses ($value) is a usage error', async ({ value, message }) => {
+    const r = await macpool(['config', 'set', '--exclude', value], { project: newProject() });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+  });
+
+  it('status warns how many MACs of a wide range are never handed out, and why', async () => {
+    const project = newProject();
+    await seed(testDb(project), {
+      'config/kubeMacPoolConfiguration': { rangeStart: 'AA:00:00:00:00:00', rangeEnd: 'FC:FF:FF:FF:FF:FF' },
+    });
+    const r = await macpool(['status', '-o', 'json'], { project });
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      usable: 42 * 2 ** 40,
+      ranges: [{ start: 'aa:00:00:00:00:00', end: 'fc:ff:ff:ff:ff:ff', multicast: 41 * 2 ** 40, universal: 0 }],
+    });
+    expect(r.stderr).toContain(
+      'warning: 45079976738816 of the 91259465105408 MACs of range aa:00:00:00:00:00-fc:ff:ff:ff:ff:ff are multicast',
+    );
   });
 });
 

@@ -135,38 +135,61 @@ describe('namespaceRow', () => {
 
 describe('statusText', () => {
   const status: PoolStatus = {
-    range: { start: '02:00:00:00:00:00', end: '02:00:00:00:00:ff', size: 256 },
+    ranges: [{ start: '02:00:00:00:00:00', end: '02:00:00:00:00:ff', size: 256, multicast: 0, universal: 0 }],
+    excluded: [],
+    usable: 256,
     rangeWarnings: [],
     cooldownSeconds: 600,
-    inRange: { pending: 1, bound: 2, released: 3, coolingDown: 1, other: 0, total: 6 },
+    inPool: { pending: 1, bound: 2, released: 3, coolingDown: 1, other: 0, total: 6 },
     claimed: 3,
     free: 252,
     utilizationPercent: 1.56,
     claims: { pending: 1, bound: 3, released: 3, other: 0, total: 7 },
-    outsideRange: 1,
+    outsidePool: 1,
   };
 
   it('one figure per line; the unreadable line only when there are such claims', () => {
     expect(statusText(status)).toBe(
       [
-        'range          02:00:00:00:00:00-02:00:00:00:00:ff',
-        'size           256',
-        'claimed        3 (pending 1, bound 2)',
-        'released       3 (cooling down 1, past the 600 s cool-down 2)',
-        'free           252',
-        'utilization    1.56%',
-        'claims         7 (pending 1, bound 3, released 3)',
-        'outside range  1',
+        'range         02:00:00:00:00:00-02:00:00:00:00:ff (256 MACs)',
+        'usable        256',
+        'claimed       3 (pending 1, bound 2)',
+        'released      3 (cooling down 1, past the 600 s cool-down 2)',
+        'free          252',
+        'utilization   1.56%',
+        'claims        7 (pending 1, bound 3, released 3)',
+        'outside pool  1',
         '',
       ].join('\n'),
     );
     const withOther = statusText({
       ...status,
-      inRange: { ...status.inRange, other: 2 },
+      inPool: { ...status.inPool, other: 2 },
       claims: { ...status.claims, other: 2 },
     });
-    expect(withOther).toContain('\nunreadable     2 (claims with an unknown state: taken)\n');
+    expect(withOther).toContain('\nunreadable    2 (claims with an unknown state: taken)\n');
     expect(withOther).toContain('released 3, unknown state 2)');
+  });
+
+  it('lists every range with what C5 drops from it, and every exclusion, one per line', () => {
+    const text = statusText({
+      ...status,
+      ranges: [
+        { start: 'aa:00:00:00:00:00', end: 'fc:ff:ff:ff:ff:ff', size: 92358976733184, multicast: 0, universal: 0 },
+        { start: '02:ff:ff:ff:ff:fe', end: '06:00:00:00:00:01', size: 3298534883332, multicast: 2, universal: 1 },
+      ],
+      excluded: [
+        { start: '02:00:00:00:00:10', end: '02:00:00:00:00:1f', size: 16 },
+        { start: '02:00:00:00:00:05', end: '02:00:00:00:00:05', size: 1 },
+      ],
+    });
+    expect(text.split('\n').slice(0, 5)).toEqual([
+      'ranges        aa:00:00:00:00:00-fc:ff:ff:ff:ff:ff (92358976733184 MACs)',
+      '              02:ff:ff:ff:ff:fe-06:00:00:00:00:01 (3298534883332 MACs; never handed out: 2 multicast, 1 universally administered)',
+      'excluded      02:00:00:00:00:10-02:00:00:00:00:1f (16 MACs)',
+      '              02:00:00:00:00:05',
+      'usable        256',
+    ]);
   });
 });
 
