@@ -50,8 +50,10 @@ resource "google_firestore_document" "range" {
   collection  = "config"
   document_id = "kubeMacPoolConfiguration"
   fields = jsonencode({
-    rangeStart = { stringValue = var.mac_range.start }
-    rangeEnd   = { stringValue = var.mac_range.end }
+    rangeStart       = { stringValue = var.mac_range.start }
+    rangeEnd         = { stringValue = var.mac_range.end }
+    additionalRanges = { arrayValue = { values = [for r in var.mac_additional_ranges : { mapValue = { fields = { rangeStart = { stringValue = r.start }, rangeEnd = { stringValue = r.end } } } }] } }
+    excludedRanges   = { arrayValue = { values = [for r in var.mac_excluded_ranges : { mapValue = { fields = { rangeStart = { stringValue = r.start }, rangeEnd = { stringValue = r.end } } } }] } }
   })
 
   lifecycle {

@@ -81,6 +81,73 @@ variable "mac_range" {
   }
 }
 
+variable "mac_additional_ranges" {
+  type = list(object({
+    start = string
+    end   = string
+  }))
+  description = <<-EOT
+    More ranges of the pool, written with mac_range to config/kubeMacPoolConfiguration (field additionalRanges, a list
+    of {rangeStart, rangeEnd} maps) on the first apply only. The pool is the union of mac_range and these, minus
+    mac_excluded_ranges; multicast MACs are never handed out, nor universally administered ones from a range whose
+    two ends are locally administered. Each entry is checked as mac_range is; a one-MAC range has start = end.
+  EOT
+  default = []
+
+  validation {
+    condition     = length(var.mac_additional_ranges) <= 256
+    error_message = "mac_additional_ranges must hold at most 256 ranges."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.mac_additional_ranges : can(regex("^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$", r.start)) && can(regex("^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$", r.end))])
+    error_message = "Every start and end of mac_additional_ranges must be a 48-bit MAC address written as six colon-separated hex octets, e.g. 0A:00:00:00:00:00."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.mac_additional_ranges : can(regex("^[0-9A-Fa-f][02468AaCcEe]", r.start)) && can(regex("^[0-9A-Fa-f][02468AaCcEe]", r.end))])
+    error_message = "Every start and end of mac_additional_ranges must be unicast: the least significant bit of the first octet must be clear (second hex digit 0, 2, 4, 6, 8, A, C or E)."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.mac_additional_ranges : try(parseint(replace(r.start, ":", ""), 16) <= parseint(replace(r.end, ":", ""), 16), true)])
+    error_message = "In every entry of mac_additional_ranges, start must not be greater than end (compared as 48-bit integers; a one-MAC range is allowed)."
+  }
+}
+
+variable "mac_excluded_ranges" {
+  type = list(object({
+    start = string
+    end   = string
+  }))
+  description = <<-EOT
+    MACs the pool never hands out automatically (appliances, a block kept for another system), written to
+    config/kubeMacPoolConfiguration (field excludedRanges) on the first apply only. A user may still request one
+    explicitly: it is claimed with a warning. Each entry is checked as mac_range is; one MAC has start = end.
+  EOT
+  default = []
+
+  validation {
+    condition     = length(var.mac_excluded_ranges) <= 256
+    error_message = "mac_excluded_ranges must hold at most 256 ranges."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.mac_excluded_ranges : can(regex("^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$", r.start)) && can(regex("^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$", r.end))])
+    error_message = "Every start and end of mac_excluded_ranges must be a 48-bit MAC address written as six colon-separated hex octets, e.g. 02:00:00:00:00:10."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.mac_excluded_ranges : can(regex("^[0-9A-Fa-f][02468AaCcEe]", r.start)) && can(regex("^[0-9A-Fa-f][02468AaCcEe]", r.end))])
+    error_message = "Every start and end of mac_excluded_ranges must be unicast: the least significant bit of the first octet must be clear (second hex digit 0, 2, 4, 6, 8, A, C or E)."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.mac_excluded_ranges : try(parseint(replace(r.start, ":", ""), 16) <= parseint(replace(r.end, ":", ""), 16), true)])
+    error_message = "In every entry of mac_excluded_ranges, start must not be greater than end (compared as 48-bit integers; a one-MAC range is allowed)."
+  }
+}
+
 variable "clusters" {
   type = list(object({
     name            = string

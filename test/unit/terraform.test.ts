@@ -9,6 +9,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from '@cdktf/hcl2json';
 import { describe, it, expect } from 'vitest';
+import { MAX_LIST_ENTRIES, validatePool } from '../../shared/usable.js';
 import {
   DEFAULT_TIMEOUT_SECONDS,
   FUNCTION_URL_PATTERN,
@@ -623,6 +624,26 @@ describe('terraform root module (Google Cloud)', () => {
   });
 });
 
+/** Ranges as Terraform takes them, and which of its checks (format, unicast, order) each fails. */
+const RANGE_CASES: { name: string; start: string; end: string; failing: number[] }[] = [
+  { name: 'KMP default', start: '02:00:00:00:00:00', end: '02:FF:FF:FF:FF:FF', failing: [] },
+  { name: 'one MAC', start: '02:00:00:00:00:0a', end: '02:00:00:00:00:0A', failing: [] },
+  { name: 'lower case', start: '0a:00:00:00:00:00', end: '0a:ff:ff:ff:ff:ff', failing: [] },
+  { name: 'universal unicast', start: '00:11:22:00:00:00', end: '00:11:22:ff:ff:ff', failing: [] },
+  { name: 'multicast start', start: '01:00:00:00:00:00', end: '02:00:00:00:00:00', failing: [1] },
+  { name: 'multicast end', start: '02:00:00:00:00:00', end: '03:00:00:00:00:00', failing: [1] },
+  { name: 'broadcast', start: 'FF:FF:FF:FF:FF:FF', end: 'FF:FF:FF:FF:FF:FF', failing: [1] },
+  { name: 'reversed', start: '02:FF:FF:FF:FF:FF', end: '02:00:00:00:00:00', failing: [2] },
+  { name: 'reversed in a low octet', start: '02:00:00:00:01:00', end: '02:00:00:00:00:ff', failing: [2] },
+  { name: 'dash separators', start: '02-00-00-00-00-00', end: '02:FF:FF:FF:FF:FF', failing: [0] },
+  { name: 'five octets', start: '02:00:00:00:00', end: '02:FF:FF:FF:FF:FF', failing: [0] },
+  { name: 'seven octets', start: '02:00:00:00:00:00', end: '02:FF:FF:FF:FF:FF:FF', failing: [0] },
+  { name: 'one-digit octet', start: '2:00:00:00:00:00', end: '02:FF:FF:FF:FF:FF', failing: [0, 1] },
+  { name: 'non-hex digit', start: '02:00:00:00:00:0G', end: '02:FF:FF:FF:FF:FF', failing: [0] },
+  { name: 'leading space', start: ' 02:00:00:00:00:00', end: '02:FF:FF:FF:FF:FF', failing: [0, 1] },
+  { name: 'dotted', start: '0200.0000.0000', end: '02FF.FFFF.FFFF', failing: [0] },
+];
+
 describe('terraform variable validations', () => {
   const macValidations = blocks(root.variables.mac_range?.validation).map((v) => String(v.condition));
   const FOR_BOTH =
@@ -656,24 +677,7 @@ describe('terraform variable validations', () => {
     expect(root.variables.mac_range?.default).toEqual({ start: '02:00:00:00:00:00', end: '02:FF:FF:FF:FF:FF' });
   });
 
-  it.each([
-    { name: 'KMP default', start: '02:00:00:00:00:00', end: '02:FF:FF:FF:FF:FF', failing: [] },
-    { name: 'one MAC', start: '02:00:00:00:00:0a', end: '02:00:00:00:00:0A', failing: [] },
-    { name: 'lower case', start: '0a:00:00:00:00:00', end: '0a:ff:ff:ff:ff:ff', failing: [] },
-    { name: 'universal unicast', start: '00:11:22:00:00:00', end: '00:11:22:ff:ff:ff', failing: [] },
-    { name: 'multicast start', start: '01:00:00:00:00:00', end: '02:00:00:00:00:00', failing: [1] },
-    { name: 'multicast end', start: '02:00:00:00:00:00', end: '03:00:00:00:00:00', failing: [1] },
-    { name: 'broadcast', start: 'FF:FF:FF:FF:FF:FF', end: 'FF:FF:FF:FF:FF:FF', failing: [1] },
-    { name: 'reversed', start: '02:FF:FF:FF:FF:FF', end: '02:00:00:00:00:00', failing: [2] },
-    { name: 'reversed in a low octet', start: '02:00:00:00:01:00', end: '02:00:00:00:00:ff', failing: [2] },
-    { name: 'dash separators', start: '02-00-00-00-00-00', end: '02:FF:FF:FF:FF:FF', failing: [0] },
-    { name: 'five octets', start: '02:00:00:00:00', end: '02:FF:FF:FF:FF:FF', failing: [0] },
-    { name: 'seven octets', start: '02:00:00:00:00:00', end: '02:FF:FF:FF:FF:FF:FF', failing: [0] },
-    { name: 'one-digit octet', start: '2:00:00:00:00:00', end: '02:FF:FF:FF:FF:FF', failing: [0, 1] },
-    { name: 'non-hex digit', start: '02:00:00:00:00:0G', end: '02:FF:FF:FF:FF:FF', failing: [0] },
-    { name: 'leading space', start: ' 02:00:00:00:00:00', end: '02:FF:FF:FF:FF:FF', failing: [0, 1] },
-    { name: 'dotted', start: '0200.0000.0000', end: '02FF.FFFF.FFFF', failing: [0] },
-  ])('mac_range $name: failing checks $failing', ({ start, end, failing }) => {
+  it.each(RANGE_CASES)('mac_range $name: failing checks $failing', ({ start, end, failing }) => {
     const failed = checks.flatMap((check, i) => (check({ start, end }) ? [] : [i]));
     // Checks are listed in file order: format, unicast, order.
     expect(failed).toEqual(failing);
@@ -876,5 +880,68 @@ describe('terraform example', () => {
       const provider = /^\$\{kubernetes\.(\w+)\}$/.exec(String(obj(m.providers).kubernetes))?.[1];
       expect(aliases, name).toContain(provider);
     }
+  });
+});
+
+describe.each(['mac_additional_ranges', 'mac_excluded_ranges'])('terraform %s validations (C6)', (name) => {
+  const conditions = blocks(root.variables[name]?.validation).map((v) => String(v.condition));
+  const STRING = '"((?:[^"\\\\]|\\\\.)*)"';
+  const PER_ENTRY = new RegExp(
+    `^\\$\\{alltrue\\(\\[for r in var\\.${name} : can\\(regex\\(${STRING}, r\\.start\\)\\) && ` +
+      `can\\(regex\\(${STRING}, r\\.end\\)\\)\\]\\)\\}$`,
+  );
+  const ORDER = `\${alltrue([for r in var.${name} : try(parseint(replace(r.start, ":", ""), 16) <= parseint(replace(r.end, ":", ""), 16), true)])}`;
+  const LENGTH = `\${length(var.${name}) <= ${MAX_LIST_ENTRIES}}`;
+
+  /** The per-entry conditions as TypeScript predicates, the regexes taken from the HCL. */
+  const checks = conditions
+    .filter((c) => c !== LENGTH)
+    .map((condition, i): ((r: { start: string; end: string }) => boolean) => {
+      const perEntry = PER_ENTRY.exec(condition);
+      if (perEntry) {
+        const [startRe, endRe] = [new RegExp(hclUnescape(perEntry[1]!)), new RegExp(hclUnescape(perEntry[2]!))];
+        return (r) => startRe.test(r.start) && endRe.test(r.end);
+      }
+      if (condition === ORDER) {
+        const value = (mac: string) =>
+          /^[0-9A-Fa-f]+$/.test(mac.replaceAll(':', '')) ? BigInt(`0x${mac.replaceAll(':', '')}`) : undefined;
+        return (r) => {
+          const [a, b] = [value(r.start), value(r.end)];
+          return a === undefined || b === undefined || a <= b;
+        };
+      }
+      throw new Error(`${name} validation ${i} has an unrecognised shape: ${condition}`);
+    });
+
+  it("has a length limit equal to the function's, then a format, a unicast and an order check, and defaults to []", () => {
+    expect(conditions[0]).toBe(LENGTH);
+    expect(checks).toHaveLength(3);
+    expect(root.variables[name]?.default).toEqual([]);
+  });
+
+  it.each(RANGE_CASES)(
+    '$name: the checks mac_range fails ($failing), and the function agrees',
+    ({ start, end, failing }) => {
+      const failed = checks.flatMap((check, i) => (check({ start, end }) ? [] : [i]));
+      expect(failed).toEqual(failing);
+      // Terraform accepts exactly what the function accepts, for the colon spelling Terraform takes (the function
+      // also takes the dash and dotted spellings, which Terraform's format check refuses).
+      if (failing.includes(0)) return;
+      const list = name === 'mac_additional_ranges' ? 'additionalRanges' : 'excludedRanges';
+      const pool = validatePool({
+        rangeStart: '02:00:00:00:00:00',
+        rangeEnd: '02:00:00:00:00:ff',
+        [list]: [{ rangeStart: start, rangeEnd: end }],
+      });
+      expect(pool.ok).toBe(failing.length === 0);
+    },
+  );
+
+  it('is written into the range document as a list of {rangeStart, rangeEnd} maps', () => {
+    const list = name === 'mac_additional_ranges' ? 'additionalRanges' : 'excludedRanges';
+    const doc = resource(root, 'google_firestore_document', 'range');
+    expect(String(doc.fields).replace(/ +/g, ' ')).toContain(
+      `${list} = { arrayValue = { values = [for r in var.${name} : { mapValue = { fields = { rangeStart = { stringValue = r.start }, rangeEnd = { stringValue = r.end } } } }] } }`,
+    );
   });
 });
