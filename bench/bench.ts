@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the SPEC's performance targets (P1-P5), measured in one run against the real Firestore
+ * `npm run bench`: the SPEC's performance targets (P1-P6, R6), measured in one run against the real Firestore
  * emulator, as ratios of figures taken in the same run (these machines are noisy). The function runs as its
  * own process under the functions-framework CLI, as in production; the load comes from this process.
  */
@@ -16,6 +16,7 @@ import { Firestore } from '@google-cloud/firestore';
 import { freePort, startEmulator, type RunningEmulator } from '../scripts/emulator.js';
 import { formatMac, type Mac } from '../shared/mac.js';
 import { randomBelow } from '../shared/pool.js';
+import { type PoolFields, validatePool } from '../shared/usable.js';
 
 // The same client setting as the function (functions/index.ts), so the bare create() floor is comparable.
 process.env.FIRESTORE_ENABLE_TRACING ??= 'off';
@@ -209,11 +210,20 @@ async function waitHealthy(fn: Fn) {
   throw new Error('function did not become healthy');
 }
 
-async function seedClaims(db: Firestore, count: number) {
+/** A random usable MAC of `pool` (the default range when none is given). */
+function randomMacOf(pool: PoolFields | undefined): () => Mac {
+  const checked = validatePool(pool ?? { rangeStart: formatMac(LARGE_START as Mac), rangeEnd: '02:ff:ff:ff:ff:ff' });
+  if (!checked.ok) throw new Error(`bench pool: ${checked.message}`);
+  const usable = checked.usable;
+  return () => usable.at(randomBelow(usable.size));
+}
+
+async function seedClaims(db: Firestore, count: number, pool?: PoolFields) {
   const writer = db.bulkWriter();
   const now = new Date();
+  const pick = randomMacOf(pool);
   for (let i = 0; i < count; i++) {
-    const mac = formatMac((LARGE_START + randomBelow(1n << 40n)) as Mac);
+    const mac = formatMac(pick());
     void writer.set(db.doc(`macs/${mac}`), {
       mac,
       state: 'bound',
@@ -412,24 +422,29 @@ const bareDoc = () => ({
   updatedAt: new Date(),
 });
 
-/** P4 and P5: neither latency nor cold start grows with the number of claims. */
-async function growth(
+/** P4 over `rounds` rounds of fresh function pairs on `pool`: p50 latency with 10,000 claims and with none. */
+async function measureP4(
   emulator: RunningEmulator,
-  run: string,
-  row: (id: string, figure: string, target: string, pass: boolean) => void,
-): Promise<void> {
-  // --- P4: cost does not grow with the pool -------------------------------------------------------
-  const emptyProject = `bench-empty-${run}`;
-  const fullProject = `bench-10k-${run}`;
+  tag: string,
+  rounds: number,
+  pool?: PoolFields,
+): Promise<{ p50Empty: number; p50Full: number; emptyProject: string; fullProject: string; seedDb: Firestore }> {
+  const emptyProject = `bench-empty-${tag}`;
+  const fullProject = `bench-10k-${tag}`;
   const seedDb = new Firestore({ projectId: fullProject, host: emulator.host, ssl: false });
+  if (pool) {
+    const emptyDb = new Firestore({ projectId: emptyProject, host: emulator.host, ssl: false });
+    await Promise.all([seedDb, emptyDb].map((d) => d.doc('config/kubeMacPoolConfiguration').set(pool)));
+    await emptyDb.terminate();
+  }
   const seeding = performance.now();
-  await seedClaims(seedDb, 10_000);
+  await seedClaims(seedDb, 10_000, pool);
   console.log(`      (seeded 10,000 claims in ${((performance.now() - seeding) / 1000).toFixed(1)} s)`);
-  // Interleaved, so whatever the machine does in the meantime hits both sides alike; over three rounds,
+  // Interleaved, so whatever the machine does in the meantime hits both sides alike; over several rounds,
   // each with fresh function processes, so one process's luck (JIT, GC, scheduling) does not decide it.
   const latA: number[] = [];
   const latB: number[] = [];
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < rounds; round++) {
     const a = await spawnFunction(emulator, emptyProject);
     const b = await spawnFunction(emulator, fullProject);
     await Promise.all([waitHealthy(a), waitHealthy(b)]);
@@ -440,8 +455,17 @@ async function growth(
     });
     await Promise.all([a.stop(), b.stop()]);
   }
-  const p50a = quantile(latA, 0.5);
-  const p50b = quantile(latB, 0.5);
+  return { p50Empty: quantile(latA, 0.5), p50Full: quantile(latB, 0.5), emptyProject, fullProject, seedDb };
+}
+
+/** P4 and P5: neither latency nor cold start grows with the number of claims. */
+async function growth(
+  emulator: RunningEmulator,
+  run: string,
+  row: (id: string, figure: string, target: string, pass: boolean) => void,
+): Promise<void> {
+  // --- P4: cost does not grow with the pool -------------------------------------------------------
+  const { p50Empty: p50a, p50Full: p50b, emptyProject, fullProject, seedDb } = await measureP4(emulator, run, 3);
   row(
     'P4',
     `p50 ${p50b.toFixed(2)} ms with 10,000 claims vs ${p50a.toFixed(2)} ms with none = ${(p50b / p50a).toFixed(2)}x`,
@@ -465,6 +489,191 @@ async function growth(
     c1 / c0 <= 1.2,
   );
   await seedDb.terminate();
+}
+
+interface LargeRun {
+  attempts: number;
+  logged: number;
+  p50: number;
+  p99: number;
+  allOk: boolean;
+  admissionRate: number;
+  bareRate: number;
+  perCommit: number;
+}
+
+/**
+ * P1 and P2 on a warm large-pool instance: `rounds` rounds of 500 CREATEs at concurrency 32, alternating with 500
+ * bare create() calls, so drift in the machine or the emulator's warm-up hits both alike.
+ */
+async function measureLarge(large: Fn, db: Firestore, rounds: number): Promise<LargeRun> {
+  await waitHealthy(large);
+  await load(64, CONCURRENCY, (i) => admit(large, `warm-${i}`)); // JIT, connections, config cache
+  await load(64, CONCURRENCY, () => db.collection('bare').doc(randomUUID()).create({ warm: true }));
+  const before = large.lines.length;
+  const admitted: Result[] = [];
+  let admitSeconds = 0;
+  let bareSeconds = 0;
+  for (let round = 0; round < rounds; round++) {
+    const bare = async () => {
+      const docs = Array.from({ length: 500 }, () => [db.collection('bare').doc(randomUUID()), bareDoc()] as const);
+      bareSeconds += (await load(500, CONCURRENCY, (i) => docs[i]![0].create(docs[i]![1]))).seconds;
+    };
+    const admissions = async () => {
+      const prepared = bodies(`p1-${round}`, 500);
+      const a = await load(500, CONCURRENCY, (i) => send(large, prepared[i]!));
+      admitSeconds += a.seconds;
+      admitted.push(...a.results.map(decode));
+    };
+    // Alternate which goes first, so neither always runs on a warmer emulator.
+    if (round % 2 === 0) await bare().then(admissions);
+    else await admissions().then(bare);
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  const logged = large.lines.slice(before).filter((l) => l.operation === 'CREATE');
+  const lat = admitted.map((r) => r.ms);
+  const n = 500 * rounds;
+  return {
+    attempts: logged.reduce((sum, l) => sum + Number(l.attempts ?? 0), 0) / logged.length,
+    logged: logged.length,
+    p50: quantile(lat, 0.5),
+    p99: quantile(lat, 0.99),
+    allOk: admitted.every((r) => r.ok) && new Set(admitted.flatMap((r) => r.macs)).size === n,
+    admissionRate: n / admitSeconds,
+    bareRate: n / bareSeconds,
+    perCommit: logged.reduce((sum, l) => sum + Number(l.sharedCommit ?? 1), 0) / logged.length,
+  };
+}
+
+const p1Holds = (l: LargeRun) => l.attempts <= 1.02 && l.p99 <= 4 * l.p50 && l.allOk;
+const p2Holds = (l: LargeRun) => l.admissionRate / l.bareRate >= 0.5;
+
+interface DenseRun {
+  unique: number;
+  ok: number;
+  full: number;
+  other: number;
+  seconds: number;
+  baseline: number;
+}
+
+/**
+ * P3: 300 CREATEs into `pool` (256 usable MACs) on a fresh instance, against 256 CREATEs into the warm large-pool
+ * instance `large`, timed in the same run.
+ */
+async function measureDense(emulator: RunningEmulator, large: Fn, project: string, pool: PoolFields): Promise<DenseRun> {
+  const baseBodies = bodies(`p3-base-${project}`, 256);
+  const baseline = await load(256, CONCURRENCY, (i) => send(large, baseBodies[i]!));
+  const denseDb = new Firestore({ projectId: project, host: emulator.host, ssl: false });
+  await denseDb.doc('config/kubeMacPoolConfiguration').set(pool);
+  const dense = await spawnFunction(emulator, project);
+  await waitHealthy(dense);
+  // Warm, as the large-range instance is from P1 and P2, so the ratio compares the two paths rather than a
+  // cold process (and the emulator's query code, which P1 and P2 never ran) with a warm one. Dry runs read and
+  // plan like the real thing and claim nothing.
+  const warmBodies = bodies('p3-warm', DENSE_WARM_UP, true);
+  const warm = (await load(DENSE_WARM_UP, CONCURRENCY, (i) => send(dense, warmBodies[i]!))).results.map(decode);
+  if (!warm.every((r) => r.ok)) throw new Error(`P3 warm-up: a dry run was denied: ${JSON.stringify(warm)}`);
+  // The dry runs filled the instance's free list; let it go stale (2 s), so the timed fill starts with its scan.
+  await new Promise((r) => setTimeout(r, FREE_LIST_STALE_MS));
+  const denseBodies = bodies('p3', 300);
+  const filledRaw = await load(300, CONCURRENCY, (i) => send(dense, denseBodies[i]!));
+  const results = filledRaw.results.map(decode);
+  if (process.env.BENCH_DEBUG) {
+    await new Promise((r) => setTimeout(r, 200));
+    const att = dense.lines
+      .filter((l) => l.operation === 'CREATE')
+      .map((l) => `${String(l.attempts)}:${String(l.outcome)}:${String(l.durationMs)}`);
+    console.log(att.join(' '));
+  }
+  await dense.stop();
+  await denseDb.terminate();
+  const ok = results.filter((r) => r.ok);
+  const full = results.filter((r) => !r.ok && r.message?.includes('the range is full'));
+  return {
+    unique: new Set(ok.flatMap((r) => r.macs)).size,
+    ok: ok.length,
+    full: full.length,
+    other: results.length - ok.length - full.length,
+    seconds: filledRaw.seconds,
+    baseline: baseline.seconds,
+  };
+}
+
+const p3Holds = (d: DenseRun) => d.unique === 256 && d.ok === 256 && d.full === 44 && d.seconds / d.baseline <= 10;
+const p3Figure = (d: DenseRun) =>
+  `${d.unique} unique MACs, ${d.full} "the range is full", ${d.other} other denials, ${d.seconds.toFixed(2)} s vs ` +
+  `${d.baseline.toFixed(2)} s for 256 into a large range = ${(d.seconds / d.baseline).toFixed(2)}x`;
+
+/** 64 exclusions of `width` MACs each, `step` apart from `start`. */
+function exclusions(start: bigint, step: bigint, width: bigint): { rangeStart: string; rangeEnd: string }[] {
+  return Array.from({ length: 64 }, (_, k) => ({
+    rangeStart: formatMac((start + BigInt(k) * step) as Mac),
+    rangeEnd: formatMac((start + BigInt(k) * step + width - 1n) as Mac),
+  }));
+}
+
+interface PoolVariant {
+  readonly tag: string;
+  readonly name: string;
+  /** The pool of P1, P2 and P4. */
+  readonly large: PoolFields;
+  /** The pool of P3: 256 usable MACs, shaped like `large`. */
+  readonly dense: PoolFields;
+}
+
+/** P6: pools whose usable set is many intervals, against the same targets as the default range. */
+const P6_POOLS: readonly PoolVariant[] = [
+  {
+    tag: 'wide',
+    name: 'AA:00:00:00:00:00-FC:FF:FF:FF:FF:FF (83 first octets, 41 multicast)',
+    large: { rangeStart: 'AA:00:00:00:00:00', rangeEnd: 'FC:FF:FF:FF:FF:FF' },
+    // 02 to 06: 128 MACs at the top of 02 and 128 at the bottom of 06; 03 and 05 multicast, 04 universal.
+    dense: { rangeStart: '02:ff:ff:ff:ff:80', rangeEnd: '06:00:00:00:00:7f' },
+  },
+  {
+    tag: 'excl',
+    name: 'the default range with 64 exclusions',
+    large: {
+      rangeStart: '02:00:00:00:00:00',
+      rangeEnd: '02:FF:FF:FF:FF:FF',
+      excludedRanges: exclusions(0x02_10_00_00_00_00n, 1n << 32n, 1n << 24n),
+    },
+    // 1,024 MACs with 64 holes of 12: 256 usable, in 64 runs of 4.
+    dense: {
+      rangeStart: '02:00:00:00:10:00',
+      rangeEnd: '02:00:00:00:13:ff',
+      excludedRanges: exclusions(0x02_00_00_00_10_04n, 16n, 12n),
+    },
+  },
+];
+
+/** P6 for one pool shape: P1-P4 on it, each against its own target. */
+async function usableSetBench(
+  emulator: RunningEmulator,
+  tag: string,
+  variant: PoolVariant,
+  row: (id: string, figure: string, target: string, pass: boolean) => void,
+): Promise<void> {
+  const project = `bench-p6-${tag}`;
+  const db = new Firestore({ projectId: project, host: emulator.host, ssl: false });
+  await db.doc('config/kubeMacPoolConfiguration').set(variant.large);
+  const large = await spawnFunction(emulator, project);
+  const l = await measureLarge(large, db, 3);
+  const d = await measureDense(emulator, large, `${project}-dense`, variant.dense);
+  await large.stop();
+  const g = await measureP4(emulator, `p6-${tag}`, 1, variant.large);
+  await g.seedDb.terminate();
+  await db.terminate();
+  const p4 = g.p50Full / g.p50Empty;
+  row(
+    'P6',
+    `${variant.name}: P1 ${l.attempts.toFixed(3)} attempts, p99 ${(l.p99 / l.p50).toFixed(2)}x p50, unique: ${l.allOk}; ` +
+      `P2 ${(l.admissionRate / l.bareRate).toFixed(2)}x; P3 ${d.unique} unique, ${d.full} full, ${(d.seconds / d.baseline).toFixed(2)}x; ` +
+      `P4 ${p4.toFixed(2)}x`,
+    'P1-P4 targets',
+    p1Holds(l) && p2Holds(l) && p3Holds(d) && p4 <= 1.2,
+  );
 }
 
 interface Row {
@@ -496,58 +705,26 @@ async function main() {
       await growth(emulator, run, row);
       return;
     }
+    if (only === 'P6') {
+      for (const variant of P6_POOLS) await usableSetBench(emulator, `${variant.tag}-${run}`, variant, row);
+      return;
+    }
     // --- P1, P2: no contention, large range ---------------------------------------------------------
     const large = await spawnFunction(emulator, `bench-large-${run}`);
-    await waitHealthy(large);
-    await load(64, CONCURRENCY, (i) => admit(large, `warm-${i}`)); // JIT, connections, config cache
     const db = new Firestore({ projectId: `bench-large-${run}`, host: emulator.host, ssl: false });
-    await load(64, CONCURRENCY, () => db.collection('bare').doc(randomUUID()).create({ warm: true }));
-
-    // Admissions and bare create() calls in alternating rounds, so drift in the machine or the emulator's
-    // warm-up hits both alike; P1 is read off the admission rounds.
-    const before = large.lines.length;
-    const admitted: Result[] = [];
-    let admitSeconds = 0;
-    let bareSeconds = 0;
-    const ROUNDS = 5;
-    for (let round = 0; round < ROUNDS; round++) {
-      const bare = async () => {
-        const docs = Array.from({ length: 500 }, () => [db.collection('bare').doc(randomUUID()), bareDoc()] as const);
-        bareSeconds += (await load(500, CONCURRENCY, (i) => docs[i]![0].create(docs[i]![1]))).seconds;
-      };
-      const admissions = async () => {
-        const prepared = bodies(`p1-${round}`, 500);
-        const a = await load(500, CONCURRENCY, (i) => send(large, prepared[i]!));
-        admitSeconds += a.seconds;
-        admitted.push(...a.results.map(decode));
-      };
-      // Alternate which goes first, so neither always runs on a warmer emulator.
-      if (round % 2 === 0) await bare().then(admissions);
-      else await admissions().then(bare);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-    const logged = large.lines.slice(before).filter((l) => l.operation === 'CREATE');
-    const attempts = logged.reduce((sum, l) => sum + Number(l.attempts ?? 0), 0) / logged.length;
-    const lat = admitted.map((r) => r.ms);
-    const p50 = quantile(lat, 0.5);
-    const p99 = quantile(lat, 0.99);
-    const n = 500 * ROUNDS;
-    const allOk = admitted.every((r) => r.ok) && new Set(admitted.flatMap((r) => r.macs)).size === n;
+    const l = await measureLarge(large, db, 5);
     row(
       'P1',
-      `${attempts.toFixed(3)} transaction attempts/request over ${logged.length} CREATEs, p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms = ${(p99 / p50).toFixed(2)}x p50, all allowed with unique MACs: ${allOk}`,
+      `${l.attempts.toFixed(3)} transaction attempts/request over ${l.logged} CREATEs, p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms = ${(l.p99 / l.p50).toFixed(2)}x p50, all allowed with unique MACs: ${l.allOk}`,
       '<= 1.02 attempts, p99 <= 4x p50',
-      attempts <= 1.02 && p99 <= 4 * p50 && allOk,
+      p1Holds(l),
     );
-    const admissionRate = n / admitSeconds;
-    const bareRate = n / bareSeconds;
-    const perCommit = logged.reduce((sum, l) => sum + Number(l.sharedCommit ?? 1), 0) / logged.length;
     row(
       'P2',
-      `admissions ${admissionRate.toFixed(0)}/s vs bare create() ${bareRate.toFixed(0)}/s at concurrency ${CONCURRENCY} = ${(admissionRate / bareRate).toFixed(2)}x ` +
-        `(group commit: a request's claims went out with those of ${perCommit.toFixed(1)} requests on average, itself included)`,
+      `admissions ${l.admissionRate.toFixed(0)}/s vs bare create() ${l.bareRate.toFixed(0)}/s at concurrency ${CONCURRENCY} = ${(l.admissionRate / l.bareRate).toFixed(2)}x ` +
+        `(group commit: a request's claims went out with those of ${l.perCommit.toFixed(1)} requests on average, itself included)`,
       '>= 0.5x',
-      admissionRate / bareRate >= 0.5,
+      p2Holds(l),
     );
     const floor = await floorRate(emulator, `bench-floor-${run}`, db);
     console.log(
@@ -560,49 +737,18 @@ async function main() {
       return;
     }
     // --- P3: dense range ----------------------------------------------------------------------------
-    const baseBodies = bodies('p3-base', 256);
-    const baseline = await load(256, CONCURRENCY, (i) => send(large, baseBodies[i]!));
+    const d = await measureDense(emulator, large, `bench-dense-${run}`, {
+      rangeStart: '02:00:00:00:0f:00',
+      rangeEnd: '02:00:00:00:0f:ff',
+    });
     await large.stop();
-    const denseProject = `bench-dense-${run}`;
-    const denseDb = new Firestore({ projectId: denseProject, host: emulator.host, ssl: false });
-    await denseDb
-      .doc('config/kubeMacPoolConfiguration')
-      .set({ rangeStart: '02:00:00:00:0f:00', rangeEnd: '02:00:00:00:0f:ff' });
-    const dense = await spawnFunction(emulator, denseProject);
-    await waitHealthy(dense);
-    // Warm, as the large-range instance is from P1 and P2, so the ratio compares the two paths rather than a
-    // cold process (and the emulator's query code, which P1 and P2 never ran) with a warm one. Dry runs read and
-    // plan like the real thing and claim nothing.
-    const warmBodies = bodies('p3-warm', DENSE_WARM_UP, true);
-    const warm = (await load(DENSE_WARM_UP, CONCURRENCY, (i) => send(dense, warmBodies[i]!))).results.map(decode);
-    if (!warm.every((r) => r.ok)) throw new Error(`P3 warm-up: a dry run was denied: ${JSON.stringify(warm)}`);
-    // The dry runs filled the instance's free list; let it go stale (2 s), so the timed fill starts with its scan.
-    await new Promise((r) => setTimeout(r, FREE_LIST_STALE_MS));
-    const denseBodies = bodies('p3', 300);
-    const filledRaw = await load(300, CONCURRENCY, (i) => send(dense, denseBodies[i]!));
-    const filled = { seconds: filledRaw.seconds, results: filledRaw.results.map(decode) };
-    if (process.env.BENCH_DEBUG) {
-      await new Promise((r) => setTimeout(r, 200));
-      const att = dense.lines
-        .filter((l) => l.operation === 'CREATE')
-        .map((l) => `${String(l.attempts)}:${String(l.outcome)}:${String(l.durationMs)}`);
-      console.log(att.join(' '));
-    }
-    const ok = filled.results.filter((r) => r.ok);
-    const full = filled.results.filter((r) => !r.ok && r.message?.includes('the range is full'));
-    const unique = new Set(ok.flatMap((r) => r.macs)).size;
-    const ratio3 = filled.seconds / baseline.seconds;
-    row(
-      'P3',
-      `${unique} unique MACs, ${full.length} "the range is full", ${filled.results.length - ok.length - full.length} other denials, ${filled.seconds.toFixed(2)} s vs ${baseline.seconds.toFixed(2)} s for 256 into a large range = ${ratio3.toFixed(2)}x`,
-      '256 unique + 44 full, <= 10x',
-      unique === 256 && ok.length === 256 && full.length === 44 && ratio3 <= 10,
-    );
-    await dense.stop();
-
-    await Promise.all([db.terminate(), denseDb.terminate()]);
+    row('P3', p3Figure(d), '256 unique + 44 full, <= 10x', p3Holds(d));
+    await db.terminate();
     if (only === 'P3') return;
     await growth(emulator, run, row);
+
+    // --- P6: the same targets with pools that are not one interval ---------------------------------
+    for (const variant of P6_POOLS) await usableSetBench(emulator, `${variant.tag}-${run}`, variant, row);
 
     // --- R6: 10,000 VMs reconcile in under 60 s ------------------------------------------------------
     const r6 = await reconcileBench(emulator, `bench-r6-${run}`);

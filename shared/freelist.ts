@@ -10,7 +10,8 @@
 import { freeForAllocation, type Snapshot } from './allocator.js';
 import type { ClaimDoc } from './documents.js';
 import { formatMac, type Mac, parseMac } from './mac.js';
-import type { Store } from './store.js';
+import type { MacRange } from './range.js';
+import type { ScannedClaim, Store } from './store.js';
 import type { UsableSet } from './usable.js';
 
 export interface FreeScan {
@@ -155,29 +156,49 @@ export class FreeList {
     return this.inflight;
   }
 
-  /** Reads every interval of the (small) pool; the intervals are read in parallel, each in id order. */
+  /**
+   * Reads the whole (small) pool: intervals closer than `SCAN_GAP` apart share one query (a few unclaimed holes
+   * cost nothing to read past, a query per interval does), and the queries run in parallel.
+   */
   private async fullScan(usable: UsableSet): Promise<FullScan> {
     const at = this.clock();
-    const parts = await Promise.all(usable.intervals.map((r) => this.scanInterval(r.start, r.end)));
+    const parts = await Promise.all(spans(usable.intervals).map((span) => this.scanSpan(span)));
     return { key: usable.key, at, free: new Map(parts.flat()) };
   }
 
-  private async scanInterval(start: Mac, end: Mac): Promise<[string, Snapshot<ClaimDoc> | null][]> {
-    const free: [string, Snapshot<ClaimDoc> | null][] = [];
-    let next = start;
-    for (;;) {
+  private async scanSpan(span: MacRange[]): Promise<[string, Snapshot<ClaimDoc> | null][]> {
+    const claimed = new Map<bigint, ScannedClaim>();
+    const end = span[span.length - 1]!.end;
+    for (let next = span[0]!.start; ; ) {
       const docs = await this.store.scan(next, end, 1000);
-      for (const d of docs) {
-        const mac = parseMac(d.mac)!;
-        for (let a = next; a < mac; a++) free.push([formatMac(a as Mac), null]);
-        if (d.released !== undefined) free.push([d.mac, d.released]);
-        next = (mac + 1n) as Mac;
-      }
+      for (const d of docs) claimed.set(parseMac(d.mac)!, d);
       if (docs.length < 1000) break;
+      next = (parseMac(docs[docs.length - 1]!.mac)! + 1n) as Mac;
     }
-    for (let a = next; a <= end; a++) free.push([formatMac(a as Mac), null]);
+    const free: [string, Snapshot<ClaimDoc> | null][] = [];
+    for (const r of span) {
+      for (let a = r.start; a <= r.end; a++) {
+        const d = claimed.get(a);
+        if (d === undefined) free.push([formatMac(a as Mac), null]);
+        else if (d.released !== undefined) free.push([d.mac, d.released]);
+      }
+    }
     return free;
   }
+}
+
+/** Intervals of a small pool read by one query when less than this many MACs lie between them. */
+const SCAN_GAP = 1_024n;
+
+/** Groups sorted intervals into runs whose gaps are below `SCAN_GAP`. */
+function spans(intervals: readonly MacRange[]): MacRange[][] {
+  const out: MacRange[][] = [];
+  for (const r of intervals) {
+    const last = out[out.length - 1];
+    if (last !== undefined && r.start - last[last.length - 1]!.end <= SCAN_GAP) last.push(r);
+    else out.push([r]);
+  }
+  return out;
 }
 
 function count(list: FullScan, now: Date, cooldownMs: number): number {
