@@ -497,7 +497,11 @@ export async function commitClaimRelease(
   }
   // `immediate`: released one cool-down ago, so the cool-down (releasedAt + cooldownSeconds) ends now.
   const releasedAt = options.immediate ? new Date(options.now.getTime() - cooldownMs) : options.now;
-  const write = releaseWrite(claim, version, `macpool-cli-${randomUUID()}`, releasedAt, cooldownMs);
+  // An operator's release is the evidence U6 waits for: it is confirmed at once (`--now` for a VM known to be gone).
+  const write = releaseWrite(claim, version, `macpool-cli-${randomUUID()}`, releasedAt, cooldownMs, {
+    by: 'operator',
+    confirmedAt: options.now,
+  });
   if (write.kind !== 'update') throw new Error(`releaseWrite returned a ${write.kind} write`);
   try {
     // releaseWrite stamps updatedAt with the release time, which `immediate` moved into the past.

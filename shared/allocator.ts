@@ -10,7 +10,14 @@
 import type { DomainError } from './errors.js';
 import { formatMac, type Mac, parseMac } from './mac.js';
 import type { MacStanding, UsableSet } from './usable.js';
-import { CLAIM_OPTIONAL_FIELDS, claimPath, type ClaimDoc, type ClaimOrigin } from './documents.js';
+import {
+  CLAIM_OPTIONAL_FIELDS,
+  claimPath,
+  type ClaimDoc,
+  type ClaimOrigin,
+  type ReleaseCause,
+  releaseUnconfirmed,
+} from './documents.js';
 
 /** A document version (Firestore `updateTime`), opaque to the plan, used as a write precondition. */
 export type Version = { readonly isEqual: (other: never) => boolean };
@@ -66,10 +73,18 @@ export interface PlannedInterface {
 export const LEFTOVER_POLICIES = ['keep', 'release'] as const;
 export type LeftoverPolicy = (typeof LEFTOVER_POLICIES)[number];
 
+/**
+ * S5: whether a claim that recorded a uid may be released or rewritten by this request only when the uid matches
+ * (an UPDATE: `oldObject.metadata.uid`), or whatever the request says (a CREATE, which has no uid yet).
+ */
+export const UID_RULES = ['must-match', 'not-checked'] as const;
+export type UidRule = (typeof UID_RULES)[number];
+
 export interface ClaimRequest {
   readonly owner: Owner;
   /** The VM's uid when this admission knows it (UPDATE); recorded on the claims (D1). */
   readonly uid?: string;
+  readonly uidRule: UidRule;
   readonly requestUid: string;
   readonly timestamp: string;
   readonly now: Date;
@@ -98,12 +113,21 @@ export interface Plan {
   readonly replay: boolean;
   /** Candidates that turned out to be taken: a sign the range is dense here. */
   readonly takenCandidates: number;
+  /** Claims of this VM left alone because they recorded another uid (S5). */
+  readonly refused: readonly string[];
+  /** Unconfirmed releases of this VM that `oldObject` shows to be true (U6). */
+  readonly confirmed: readonly string[];
 }
 
 export type PlanResult =
   | { readonly kind: 'plan'; readonly plan: Plan }
   | { readonly kind: 'denied'; readonly error: DomainError }
   | { readonly kind: 'short'; readonly missing: number; readonly takenCandidates: number };
+
+/** The claim was made for this owner (cluster, namespace, name), whatever its state. */
+export function ownedBy(doc: ClaimDoc, owner: Owner): boolean {
+  return doc.cluster === owner.cluster && doc.namespace === owner.namespace && doc.name === owner.name;
+}
 
 /** A claim the VM holds: active, and owned by it (or by its generateName request, V12). */
 export function heldBy(doc: ClaimDoc, owner: Owner, requestUid: string, storedMacs: ReadonlySet<string>): boolean {
@@ -125,13 +149,42 @@ export function freeForAllocation(
   return releasedAt.getTime() + cooldownMs <= now.getTime();
 }
 
+/** S5: a claim that recorded a uid is released or rewritten only by a request that names the same uid. */
+function uidRefuses(doc: ClaimDoc, uid: string | undefined, rule: UidRule): boolean {
+  return rule === 'must-match' && doc.uid !== undefined && doc.uid !== uid;
+}
+
+/**
+ * U6: the releases of this VM that the request's `oldObject` (the stored VM) shows to be true: released by an
+ * UPDATE or DELETE, not confirmed yet, and the stored VM no longer carries the MAC.
+ */
+function confirmations(
+  state: ReadState,
+  owner: Owner,
+  uid: string | undefined,
+  storedMacs: ReadonlySet<string>,
+  now: Date,
+): { writes: Write[]; confirmed: string[] } {
+  const writes: Write[] = [];
+  const confirmed: string[] = [];
+  for (const [mac, snap] of state.claims) {
+    if (!snap || snap.data === 'corrupt' || !releaseUnconfirmed(snap.data) || !ownedBy(snap.data, owner)) continue;
+    if (storedMacs.has(mac) || uidRefuses(snap.data, uid, 'must-match')) continue;
+    confirmed.push(mac);
+    writes.push(confirmWrite(snap.data, snap.version, now));
+  }
+  return { writes, confirmed };
+}
+
 /** Plans the claims of a CREATE or UPDATE. `candidates` are MACs to try, in order, for interfaces needing one. */
 export function planClaims(req: ClaimRequest, state: ReadState, candidates: readonly Mac[]): PlanResult {
   const { owner, requestUid, storedMacs } = req;
   const held = new Map<string, ClaimDoc & { version: Version }>();
+  const refused = new Set<string>();
   for (const [mac, snap] of state.claims) {
     if (snap && snap.data !== 'corrupt' && heldBy(snap.data, owner, requestUid, storedMacs)) {
-      held.set(mac, { ...snap.data, version: snap.version });
+      if (uidRefuses(snap.data, req.uid, req.uidRule)) refused.add(mac);
+      else held.set(mac, { ...snap.data, version: snap.version });
     }
   }
   // A claim this very request wrote earlier: the request is being repeated (V13); answer as before.
@@ -147,9 +200,28 @@ export function planClaims(req: ClaimRequest, state: ReadState, candidates: read
     // An interface's MAC is claimed when the interface is managed, or when the VM already holds it (e.g. a
     // MAC handed to a hot-plugged interface of any binding, U2).
     if (iface.mac === undefined || !(iface.claim || held.has(iface.mac))) continue;
+    // S5: the VM's claim that recorded another uid is neither taken over nor rewritten, nor a reason to deny.
+    if (refused.has(iface.mac)) {
+      used.add(iface.mac);
+      continue;
+    }
     const snap = state.claims.get(iface.mac);
     if (snap && !held.has(iface.mac) && (snap.data === 'corrupt' || snap.data.state !== 'released')) {
       return { kind: 'denied', error: inUse(iface, iface.mac, snap.data, owner) };
+    }
+    // U6: a release its VM may still be carrying the MAC through is refused to others until confirmed or cooled.
+    if (
+      snap &&
+      snap.data !== 'corrupt' &&
+      releaseUnconfirmed(snap.data) &&
+      !ownedBy(snap.data, owner) &&
+      !freeForAllocation(snap, req.now, req.cooldownMs)
+    ) {
+      const freeAt = new Date((snap.data.releasedAt ?? snap.data.updatedAt).getTime() + req.cooldownMs);
+      return {
+        kind: 'denied',
+        error: { code: 'mac-release-unconfirmed', interface: iface.name, mac: iface.mac, freeAt: freeAt.toISOString() },
+      };
     }
     const standing = req.usable.standing(parseMac(iface.mac)!);
     if (standing !== 'usable') warnings.push(unusableWarning(iface, iface.mac, standing, req.usable));
@@ -210,15 +282,23 @@ export function planClaims(req: ClaimRequest, state: ReadState, candidates: read
     writes.push(writeFor(claimPath(d.mac), data, state.claims.get(d.mac), CLAIM_OPTIONAL_FIELDS));
   }
 
-  // 4. Claims held but no longer used.
+  // 4. Claims held but no longer used. The stored VM (oldObject) still carries those it lists: their release is
+  //    true only once the cluster shows it (U6). Those it does not carry (a stale pending claim) are free for sure.
   const released: string[] = [];
   if (req.leftovers === 'release') {
     for (const h of held.values()) {
       if (used.has(h.mac)) continue;
       released.push(h.mac);
-      writes.push(releaseWrite(h, h.version, requestUid, req.now, req.cooldownMs));
+      const cause = {
+        by: 'UPDATE',
+        timestamp,
+        ...(storedMacs.has(h.mac) ? {} : { confirmedAt: req.now }),
+      } as const;
+      writes.push(releaseWrite(h, h.version, requestUid, req.now, req.cooldownMs, cause));
     }
   }
+  const confirm = req.uidRule === 'must-match' ? confirmations(state, owner, req.uid, storedMacs, req.now) : undefined;
+  for (const w of confirm?.writes ?? []) if (!writes.some((x) => x.path === w.path)) writes.push(w);
 
   const assignments = desired
     .filter((d) => d.iface.allocate)
@@ -240,6 +320,8 @@ export function planClaims(req: ClaimRequest, state: ReadState, candidates: read
       warnings,
       replay,
       takenCandidates,
+      refused: [...refused],
+      confirmed: confirm?.confirmed ?? [],
     },
   };
 }
@@ -259,23 +341,30 @@ export interface ReleasePlan {
   readonly released: readonly string[];
   /** Claims left alone because they recorded another uid (a stale or forged DELETE, D1). */
   readonly refused: readonly string[];
+  /** Earlier unconfirmed releases of this VM that `oldObject` shows to be true (U6). */
+  readonly confirmed: readonly string[];
 }
 
-/** Plans a DELETE (D1): release the claims this VM holds, except those that recorded another uid. */
+/**
+ * Plans a DELETE (D1): release the claims this VM holds, except those that recorded another uid. The MACs the
+ * stored VM carries stay unconfirmed (U6): the DELETE may fail, and a finalizer keeps the VM and its VMI for a while.
+ */
 export function planRelease(req: ReleaseRequest, state: ReadState): ReleasePlan {
   const writes: Write[] = [];
   const released: string[] = [];
   const refused: string[] = [];
   for (const [mac, snap] of state.claims) {
     if (!snap || snap.data === 'corrupt' || !heldBy(snap.data, req.owner, req.requestUid, req.storedMacs)) continue;
-    if (snap.data.uid !== undefined && snap.data.uid !== req.uid) {
+    if (uidRefuses(snap.data, req.uid, 'must-match')) {
       refused.push(mac);
       continue;
     }
     released.push(mac);
-    writes.push(releaseWrite(snap.data, snap.version, req.requestUid, req.now, req.cooldownMs));
+    const cause = { by: 'DELETE', ...(req.storedMacs.has(mac) ? {} : { confirmedAt: req.now }) } as const;
+    writes.push(releaseWrite(snap.data, snap.version, req.requestUid, req.now, req.cooldownMs, cause));
   }
-  return { writes, released, refused };
+  const confirm = confirmations(state, req.owner, req.uid, req.storedMacs, req.now);
+  return { writes: [...writes, ...confirm.writes], released, refused, confirmed: confirm.confirmed };
 }
 
 /** V7, C5, C6: a user-set MAC the pool would never hand out is claimed all the same, with this warning. */
@@ -323,6 +412,9 @@ interface ClaimFields {
   now: Date;
   releasedAt?: Date;
   expireAt?: Date;
+  releasedBy?: ReleaseCause;
+  releaseTimestamp?: string;
+  releaseConfirmedAt?: Date;
 }
 
 /** A whole claim document, with no undefined values (Firestore refuses them). */
@@ -343,7 +435,19 @@ export function claimData(f: ClaimFields): Record<string, unknown> {
   if (f.timestamp !== undefined) data.transactionTimestamp = f.timestamp;
   if (f.releasedAt !== undefined) data.releasedAt = f.releasedAt;
   if (f.expireAt !== undefined) data.expireAt = f.expireAt;
+  if (f.releasedBy !== undefined) data.releasedBy = f.releasedBy;
+  if (f.releaseTimestamp !== undefined) data.releaseTimestamp = f.releaseTimestamp;
+  if (f.releaseConfirmedAt !== undefined) data.releaseConfirmedAt = f.releaseConfirmedAt;
   return data;
+}
+
+/** What released a claim (U6), recorded on it. */
+export interface ReleaseRecord {
+  readonly by: ReleaseCause;
+  /** The releasing UPDATE's transaction timestamp. */
+  readonly timestamp?: string;
+  /** Set when the release is known to be true already (the VM does not carry the MAC). */
+  readonly confirmedAt?: Date;
 }
 
 /** A claim put in cool-down (U5): the owner stays on record; automatic allocation skips it until it ends. */
@@ -353,6 +457,7 @@ export function releaseWrite(
   requestUid: string,
   now: Date,
   cooldownMs: number,
+  cause: ReleaseRecord,
 ): Write {
   const data = claimData({
     mac: doc.mac,
@@ -367,8 +472,16 @@ export function releaseWrite(
     now,
     releasedAt: now,
     expireAt: new Date(now.getTime() + cooldownMs),
+    releasedBy: cause.by,
+    ...(cause.timestamp !== undefined ? { releaseTimestamp: cause.timestamp } : {}),
+    ...(cause.confirmedAt !== undefined ? { releaseConfirmedAt: cause.confirmedAt } : {}),
   });
   return { kind: 'update', path: claimPath(doc.mac), data, version, optional: CLAIM_OPTIONAL_FIELDS };
+}
+
+/** U6: the release of a claim is shown true; every other field stays as it is. */
+export function confirmWrite(doc: ClaimDoc, version: Version, now: Date): Write {
+  return { kind: 'update', path: claimPath(doc.mac), data: { releaseConfirmedAt: now }, version, optional: [] };
 }
 
 function writeFor(

@@ -50,6 +50,15 @@ export const ClaimDocSchema = z.object({
   createdAt: Time,
   updatedAt: Time,
   releasedAt: Time.optional(),
+  /** What released the claim (U6): an admitted UPDATE or DELETE of its VM, a reconcile, or an operator. */
+  releasedBy: z.enum(['UPDATE', 'DELETE', 'reconcile', 'operator']).optional(),
+  /** The transaction timestamp of the UPDATE that released the claim (V11). */
+  releaseTimestamp: z.string().optional(),
+  /**
+   * When the cluster was seen without the MAC on its VM (a reconcile, a later admission, or an operator). A release
+   * by an UPDATE or DELETE stays unconfirmed until then: that request may never have been stored.
+   */
+  releaseConfirmedAt: Time.optional(),
   /** releasedAt + cool-down; only for the optional TTL policy that deletes old released claims. */
   expireAt: Time.optional(),
 });
@@ -60,7 +69,31 @@ export const NamespaceDocSchema = z.object({
 });
 
 /** Fields of a claim that may be absent; an update deletes the ones a new version does not carry. */
-export const CLAIM_OPTIONAL_FIELDS = ['uid', 'requestUid', 'transactionTimestamp', 'releasedAt', 'expireAt'] as const;
+export const CLAIM_OPTIONAL_FIELDS = [
+  'uid',
+  'requestUid',
+  'transactionTimestamp',
+  'releasedAt',
+  'expireAt',
+  'releasedBy',
+  'releaseTimestamp',
+  'releaseConfirmedAt',
+] as const;
+
+/** Who can release a claim; only the two admissions leave the release unconfirmed (U6). */
+export type ReleaseCause = NonNullable<ClaimDoc['releasedBy']>;
+
+/**
+ * A release not yet shown by the cluster (U6): made by an admitted UPDATE or DELETE that the API server may not
+ * have stored, or whose VM may still be shutting down. Releases from before this field existed count as confirmed.
+ */
+export function releaseUnconfirmed(doc: ClaimDoc): boolean {
+  return (
+    doc.state === 'released' &&
+    (doc.releasedBy === 'UPDATE' || doc.releasedBy === 'DELETE') &&
+    doc.releaseConfirmedAt === undefined
+  );
+}
 
 export function claimPath(mac: string): string {
   return `${COLLECTIONS.macs}/${mac}`;

@@ -8,6 +8,7 @@ export type DomainError =
   | { code: 'duplicate-mac'; mac: string; first: string; second: string }
   | { code: 'duplicate-interface-name'; interface: string }
   | { code: 'mac-in-use'; interface: string; mac: string; holder?: string }
+  | { code: 'mac-release-unconfirmed'; interface: string; mac: string; freeAt: string }
   | { code: 'range-full'; range: string; coolingDown: number }
   | { code: 'invalid-object'; path: string; problem: string }
   | { code: 'no-valid-config'; reason: string }
@@ -40,6 +41,13 @@ export function errorMessage(error: DomainError): string {
         `MAC address ${error.mac} requested for interface ${error.interface} is already in use` +
         (error.holder === undefined ? '' : ` by virtual machine ${error.holder}`)
       );
+    case 'mac-release-unconfirmed':
+      return (
+        `MAC address ${error.mac} requested for interface ${error.interface} is already in use: the VM that held it ` +
+        'was updated or deleted, but the cluster has not yet shown it without the MAC (the change may not have been ' +
+        `stored, or the VM is still shutting down). It frees at ${error.freeAt}, or sooner once a reconcile ` +
+        `(macpool reconcile) sees that VM without it; for a VM known to be gone: macpool claims release ${error.mac} --now`
+      );
     case 'range-full':
       return (
         `the range is full: no free MAC left in ${error.range}` +
@@ -65,7 +73,7 @@ export function errorMessage(error: DomainError): string {
  * | code | reason | errors |
  * |---|---|---|
  * | 422 | Invalid | malformed, multicast or duplicate MACs, duplicate interface names, malformed VM |
- * | 409 | Conflict | MAC in use, too much contention (retry) |
+ * | 409 | Conflict | MAC in use (or released but not yet confirmed, U6), too much contention (retry) |
  * | 403 | Forbidden | range full (like an exhausted ResourceQuota) |
  * | 500 | InternalError | no valid range configured |
  * | 503 | ServiceUnavailable | Firestore unreachable or too slow |
@@ -79,6 +87,7 @@ export function errorHttpCode(error: DomainError): number {
     case 'invalid-object':
       return 422;
     case 'mac-in-use':
+    case 'mac-release-unconfirmed':
     case 'contention':
       return 409;
     case 'range-full':

@@ -163,6 +163,7 @@ export class MacPool {
       const result = await this.claim(
         {
           owner,
+          uidRule: 'not-checked',
           requestUid: request.uid,
           timestamp,
           interfaces,
@@ -240,6 +241,7 @@ export class MacPool {
         {
           owner,
           ...(uid ? { uid } : {}),
+          uidRule: 'must-match',
           requestUid: request.uid,
           timestamp,
           interfaces,
@@ -546,9 +548,14 @@ function claimedOutcome(
   rangeWarnings: readonly string[],
 ): AdmissionOutcome {
   const warnings = [...plan.warnings, ...(plan.warnings.length > 0 ? rangeWarnings : [])];
+  const notes = [
+    ...(plan.refused.length > 0 ? [`left claims that recorded another uid: ${plan.refused.join(', ')}`] : []),
+    ...(plan.confirmed.length > 0 ? [`confirmed releases: ${plan.confirmed.join(', ')}`] : []),
+  ];
   return {
     verdict: { allowed: true, patch, ...(warnings.length > 0 ? { warnings } : {}) },
     outcome: plan.replay ? 'replayed' : 'allowed',
+    ...(notes.length > 0 ? { detail: notes.join('; ') } : {}),
     attempts: run.attempts,
     ...(run.sharedCommit !== undefined ? { sharedCommit: run.sharedCommit } : {}),
     claimed: plan.claimed,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import {
   type ClaimRequest,
   freeForAllocation,
@@ -51,6 +52,7 @@ function request(interfaces: PlannedInterface[], over: Partial<ClaimRequest> = {
     timestamp: 'ts1',
     now: NOW,
     usable: USABLE,
+    uidRule: 'not-checked',
     cooldownMs: 600_000,
     interfaces,
     storedMacs: new Set(),
@@ -278,5 +280,191 @@ describe('freeForAllocation', () => {
     { name: 'corrupt', snap: { data: 'corrupt' as const, version: V }, free: false },
   ])('$name: $free', ({ snap, free }) => {
     expect(freeForAllocation(snap, NOW, 600_000)).toBe(free);
+  });
+});
+
+describe('S5: an UPDATE frees or takes over only claims of its own uid', () => {
+  const held = (uid?: string) =>
+    state({
+      '02:00:00:00:00:70': claim('02:00:00:00:00:70', { state: 'bound', ...(uid ? { uid } : {}) }),
+    });
+  const update = (uid: string | undefined, interfaces: PlannedInterface[]) =>
+    request(interfaces, {
+      ...(uid ? { uid } : {}),
+      uidRule: 'must-match',
+      leftovers: 'release',
+      storedMacs: new Set(['02:00:00:00:00:70']),
+    });
+
+  it.each([
+    { name: 'matching uid', recorded: 'u1', presented: 'u1', frees: true },
+    { name: 'no uid recorded', recorded: undefined, presented: 'u1', frees: true },
+    { name: 'another uid (forged or stale)', recorded: 'u1', presented: 'u2', frees: false },
+    { name: 'no uid presented', recorded: 'u1', presented: undefined, frees: false },
+  ])('NIC removed, $name: frees $frees', ({ recorded, presented, frees }) => {
+    const result = planClaims(update(presented, []), held(recorded), []);
+    expect(result.kind).toBe('plan');
+    if (result.kind !== 'plan') return;
+    expect(result.plan.released).toEqual(frees ? ['02:00:00:00:00:70'] : []);
+    expect(result.plan.refused).toEqual(frees ? [] : ['02:00:00:00:00:70']);
+    expect(result.plan.writes.some((w) => w.path === 'macs/02:00:00:00:00:70')).toBe(frees);
+    const w = result.plan.writes[0];
+    // The genuine release is unconfirmed: the stored VM (oldObject) still carries the MAC (U6).
+    if (frees && w?.kind === 'update') {
+      expect(w.data).toMatchObject({ state: 'released', releasedBy: 'UPDATE', requestUid: 'r1' });
+      expect(w.data.releaseConfirmedAt).toBeUndefined();
+      if (recorded) expect(w.data.uid).toBe(recorded);
+    }
+  });
+
+  it('a mismatching UPDATE still gets a MAC for a new interface, and leaves the recorded uid alone', () => {
+    const result = planClaims(update('u2', [user('default', '02:00:00:00:00:70'), auto('hotplug', 1)]), held('u1'), [
+      mac('02:00:00:00:00:71'),
+    ]);
+    expect(result.kind === 'plan' && result.plan.assignments).toEqual([
+      { index: 1, interface: 'hotplug', mac: '02:00:00:00:00:71' },
+    ]);
+    if (result.kind !== 'plan') return;
+    expect(result.plan.writes.map((w) => w.path)).toEqual(['macs/02:00:00:00:00:71']);
+    expect(result.plan.refused).toEqual(['02:00:00:00:00:70']);
+  });
+
+  it('property: whatever the uids and interfaces, a claim of another uid is never written by an UPDATE', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({ uid: fc.option(fc.constantFrom('u1', 'u2', 'u3'), { nil: undefined }), keep: fc.boolean() }),
+          {
+            minLength: 1,
+            maxLength: 6,
+          },
+        ),
+        fc.option(fc.constantFrom('u1', 'u2', 'u3'), { nil: undefined }),
+        fc.integer({ min: 0, max: 3 }),
+        (claims, presented, extra) => {
+          const macs = claims.map((_, i) => `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`);
+          const s = state(
+            Object.fromEntries(
+              claims.map((c, i) => [
+                macs[i]!,
+                claim(macs[i]!, { state: 'bound', interface: `if${i}`, ...(c.uid ? { uid: c.uid } : {}) }),
+              ]),
+            ),
+          );
+          const interfaces = [
+            ...claims.flatMap((c, i) => (c.keep ? [user(`if${i}`, macs[i]!, i)] : [])),
+            ...Array.from({ length: extra }, (_, k) => auto(`new${k}`, claims.length + k)),
+          ];
+          const req = request(interfaces, {
+            ...(presented ? { uid: presented } : {}),
+            uidRule: 'must-match',
+            leftovers: 'release',
+            storedMacs: new Set(macs),
+          });
+          const result = planClaims(
+            req,
+            s,
+            [0, 1, 2, 3].map((k) => mac(`02:00:00:00:02:0${k}`)),
+          );
+          if (result.kind !== 'plan') return false;
+          for (const [i, c] of claims.entries()) {
+            const foreign = c.uid !== undefined && c.uid !== presented;
+            const written = result.plan.writes.find((w) => w.path === `macs/${macs[i]}`);
+            if (foreign && written !== undefined) return false;
+            // No write ever replaces a recorded uid with another.
+            if (written?.kind === 'update' && c.uid !== undefined && written.data.uid !== c.uid) return false;
+          }
+          return result.plan.assignments.length === extra;
+        },
+      ),
+    );
+  });
+});
+
+describe('U6: a release by an UPDATE or DELETE is not a fact until the cluster shows it', () => {
+  const released = (over: Partial<ClaimDoc> = {}) =>
+    claim('02:00:00:00:00:80', {
+      state: 'released',
+      releasedBy: 'DELETE',
+      releasedAt: new Date(NOW.getTime() - 60_000),
+      ...over,
+    });
+  const other = { cluster: 'c', namespace: 'other', name: 'newcomer' };
+
+  it.each([
+    { name: 'unconfirmed, cooling down', over: {}, allowed: false },
+    { name: 'confirmed, cooling down', over: { releaseConfirmedAt: NOW }, allowed: true },
+    { name: 'unconfirmed, cool-down over', over: { releasedAt: new Date(NOW.getTime() - 601_000) }, allowed: true },
+    { name: 'released before U6 (no releasedBy)', over: { releasedBy: undefined }, allowed: true },
+    { name: 'released by a reconcile', over: { releasedBy: 'reconcile' as const }, allowed: true },
+  ])('another VM asking for it explicitly, $name: allowed $allowed', ({ over, allowed }) => {
+    const result = planClaims(
+      request([user('default', '02:00:00:00:00:80')], { owner: other }),
+      state({
+        '02:00:00:00:00:80': released(over),
+      }),
+      [],
+    );
+    expect(result.kind).toBe(allowed ? 'plan' : 'denied');
+    if (result.kind === 'denied') {
+      expect(result.error).toEqual({
+        code: 'mac-release-unconfirmed',
+        interface: 'default',
+        mac: '02:00:00:00:00:80',
+        freeAt: new Date(NOW.getTime() - 60_000 + 600_000).toISOString(),
+      });
+    }
+  });
+
+  it('the VM that released it gets it back at once', () => {
+    const result = planClaims(
+      request([user('default', '02:00:00:00:00:80')]),
+      state({
+        '02:00:00:00:00:80': released(),
+      }),
+      [],
+    );
+    expect(result.kind === 'plan' && result.plan.claimed).toEqual(['02:00:00:00:00:80']);
+  });
+
+  it('a later UPDATE of the VM whose oldObject no longer carries the MAC confirms the release', () => {
+    const result = planClaims(
+      request([user('default', '02:00:00:00:00:81')], {
+        uid: 'u1',
+        uidRule: 'must-match',
+        leftovers: 'release',
+        storedMacs: new Set(['02:00:00:00:00:81']),
+      }),
+      state({
+        '02:00:00:00:00:80': released({ releasedBy: 'UPDATE' }),
+        '02:00:00:00:00:81': claim('02:00:00:00:00:81', { state: 'bound', uid: 'u1' }),
+      }),
+      [],
+    );
+    expect(result.kind === 'plan' && result.plan.confirmed).toEqual(['02:00:00:00:00:80']);
+    const w = result.kind === 'plan' ? result.plan.writes.find((x) => x.path === 'macs/02:00:00:00:00:80') : undefined;
+    expect(w).toMatchObject({ kind: 'update', data: { releaseConfirmedAt: NOW } });
+  });
+
+  it('a DELETE leaves the MACs its VM carries unconfirmed and confirms the ones it does not', () => {
+    const plan = planRelease(
+      {
+        owner: { cluster: 'c', namespace: 'ns', name: 'vm1' },
+        uid: 'u1',
+        requestUid: 'del',
+        now: NOW,
+        cooldownMs: 600_000,
+        storedMacs: new Set(['02:00:00:00:00:90']),
+      },
+      state({
+        '02:00:00:00:00:90': claim('02:00:00:00:00:90', { state: 'bound', uid: 'u1' }),
+        '02:00:00:00:00:91': claim('02:00:00:00:00:91', { state: 'pending' }),
+      }),
+    );
+    expect([...plan.released].sort()).toEqual(['02:00:00:00:00:90', '02:00:00:00:00:91']);
+    const byPath = new Map(plan.writes.map((w) => [w.path, w.kind === 'update' ? w.data : {}]));
+    expect(byPath.get('macs/02:00:00:00:00:90')).toMatchObject({ releasedBy: 'DELETE' });
+    expect(byPath.get('macs/02:00:00:00:00:90')?.releaseConfirmedAt).toBeUndefined();
+    expect(byPath.get('macs/02:00:00:00:00:91')).toMatchObject({ releasedBy: 'DELETE', releaseConfirmedAt: NOW });
   });
 });
