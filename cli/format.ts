@@ -3,7 +3,7 @@
  * descriptions of failures. Pure functions, so the wording is tested without a terminal or Firestore.
  */
 import type { ListedClaim, NamespaceView, PoolStatus } from '../shared/admin.js';
-import type { ClaimDoc } from '../shared/documents.js';
+import { type ClaimDoc, releaseUnconfirmed } from '../shared/documents.js';
 import type { ReconcileReport } from '../shared/reconcile.js';
 
 /** Columns padded to their widest cell, two spaces apart, like `kubectl get`. */
@@ -44,7 +44,21 @@ export function claimRow(listed: ListedClaim): string[] {
     ];
   }
   const c = listed.claim;
-  return [listed.mac, c.state, c.cluster, c.namespace, OR_DASH(c.name), c.interface, c.origin, timestamp(c.updatedAt)];
+  return [
+    listed.mac,
+    stateText(c),
+    c.cluster,
+    c.namespace,
+    OR_DASH(c.name),
+    c.interface,
+    c.origin,
+    timestamp(c.updatedAt),
+  ];
+}
+
+/** The state column: a release its VM's cluster has not yet shown says so, and by what it was made (U6). */
+export function stateText(c: ClaimDoc): string {
+  return releaseUnconfirmed(c) ? `released (unconfirmed ${c.releasedBy})` : c.state;
 }
 
 /** A claim for `-o json`: the document's fields, timestamps as RFC 3339 strings. */
@@ -115,6 +129,10 @@ export function reconcileText(r: ReconcileReport, cluster: string): string {
     ['healed', r.healed],
     ['unchanged', r.unchanged],
     ['skipped', r.skippedYoung, 'too young: within the wait time'],
+    ['confirmed', r.confirmed, 'releases the cluster now shows'],
+    ['rebound', r.rebound, 'released by a change the cluster never stored'],
+    ['deleting', r.awaitingDeletion, 'releases waiting for their VM to be gone'],
+    ['waiting', r.youngReleases, 'releases within the wait time: the next run decides'],
     ['conflicts', r.conflicts, 'changed meanwhile: the next run looks again'],
     ['namespaces', r.namespaces, 'namespace documents updated'],
     ['collisions', r.collisions.length],
@@ -127,6 +145,11 @@ export function reconcileText(r: ReconcileReport, cluster: string): string {
       (c) => `MAC ${c.mac}: ${c.vms.join(', ')}${c.otherCluster ? ' (also claimed in another cluster)' : ''}`,
     ),
     ...r.problems.map((p) => `problem: ${p}`),
+    ...(r.refused !== undefined
+      ? [`refused, nothing written: ${r.refused}; run again with --force if the inventory is complete`]
+      : r.wrote
+        ? []
+        : ['dry run: nothing written']),
   ];
   return lines.join('\n') + '\n';
 }

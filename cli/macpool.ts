@@ -259,6 +259,11 @@ function configCommands(program: Command): void {
       'how old a pending claim must be before a reconcile releases it (30-86400)',
       wholeNumber,
     )
+    .option(
+      '--release-guard-percent <n>',
+      'a reconcile that would release more than this share of bound claims writes nothing unless forced (0-100)',
+      wholeNumber,
+    )
     .addHelpText(
       'after',
       examples(
@@ -279,6 +284,7 @@ function configCommands(program: Command): void {
           optMode?: OptMode;
           cooldownSeconds?: number;
           waitTimeSeconds?: number;
+          releaseGuardPercent?: number;
         },
         cmd: Command,
       ) => {
@@ -289,6 +295,7 @@ function configCommands(program: Command): void {
           ...(o.optMode !== undefined ? { optMode: o.optMode } : {}),
           ...(o.cooldownSeconds !== undefined ? { cooldownSeconds: o.cooldownSeconds } : {}),
           ...(o.waitTimeSeconds !== undefined ? { waitTimeSeconds: o.waitTimeSeconds } : {}),
+          ...(o.releaseGuardPercent !== undefined ? { releaseGuardPercent: o.releaseGuardPercent } : {}),
         };
         const lists: ListEdit[] = [
           ...o.addRange.map((range) => ({ list: 'additionalRanges', op: 'add', range }) as const),
@@ -306,7 +313,7 @@ function configCommands(program: Command): void {
         if (change.range === undefined && change.lists === undefined && change.settings === undefined) {
           cmd.error(
             'error: nothing to set: give --range-start and --range-end, --add-range, --remove-range, --exclude, ' +
-              '--unexclude, --opt-mode, --cooldown-seconds or --wait-time-seconds',
+              '--unexclude, --opt-mode, --cooldown-seconds, --wait-time-seconds or --release-guard-percent',
             USAGE,
           );
         }
@@ -547,14 +554,21 @@ function reconcileCommand(program: Command): void {
         .makeOptionMandatory(),
     )
     .addOption(clusterOption('the cluster the inventory comes from'))
+    .option('--dry-run', 'report what the run would bind, release, confirm and claim, and write nothing')
+    .option(
+      '--force',
+      'write even when the inventory looks incomplete: it lists no VM yet would release bound claims, or it would ' +
+        'release more than releaseGuardPercent of them (config/settings, default 10)',
+    )
     .addHelpText(
       'after',
       examples(
+        '$ kubectl get virtualmachines,namespaces -A -o json | macpool reconcile -f - --cluster east --dry-run',
         '$ kubectl get virtualmachines,namespaces -A -o json | macpool reconcile -f - --cluster east',
         '$ macpool reconcile -f vms.json -f namespaces.json --cluster east -o json',
       ),
     )
-    .action(async (o: { filename: string[]; cluster: string }, cmd: Command) => {
+    .action(async (o: { filename: string[]; cluster: string; dryRun?: boolean; force?: boolean }, cmd: Command) => {
       if (o.filename.filter((f) => f === '-').length > 1) {
         cmd.error('error: standard input (-) can be read once', USAGE);
       }
@@ -580,6 +594,8 @@ function reconcileCommand(program: Command): void {
       try {
         report = await reconcile(s, inventory, {
           cluster: o.cluster,
+          mode: o.dryRun ? 'plan' : 'commit',
+          force: o.force === true,
           // Structured lines (the mac-collision event among them) on stderr, for log-based metrics when run as a job.
           log: jsonLogger((line) => process.stderr.write(line + '\n')),
           ...(process.stderr.isTTY ? { onProgress } : {}),
@@ -587,8 +603,14 @@ function reconcileCommand(program: Command): void {
       } finally {
         bar?.stop();
       }
-      if (json(cmd)) return printJson(report);
-      out(reconcileText(report, o.cluster));
+      if (json(cmd)) printJson(report);
+      else out(reconcileText(report, o.cluster));
+      // R8: the report is printed either way; a refused run is a failure, so a job running it fails visibly.
+      if (report.refused !== undefined) {
+        throw new Failure(
+          `reconcile refused, nothing written: ${report.refused}; --force if the inventory is complete`,
+        );
+      }
     });
 }
 

@@ -13,7 +13,7 @@ import { DEFAULT_CLUSTER, type Env } from '../shared/env.js';
 import { firstLine } from '../shared/errors.js';
 import { LOG_EVENTS, type Logger, type Severity } from '../shared/log.js';
 import type { AdmissionOutcome, MacPool } from '../shared/pool.js';
-import { InventoryError, parseInventory, reconcile } from '../shared/reconcile.js';
+import { InventoryError, parseReconcileRequest, reconcile } from '../shared/reconcile.js';
 import type { Store } from '../shared/store.js';
 import { syncHyperConverged, syncNamespace, type SyncOutcome } from '../shared/sync.js';
 import { bearerToken, clusterForToken, splitTokenPath } from './auth.js';
@@ -225,25 +225,29 @@ async function reconcileRequest(
   fields: Record<string, unknown>,
   finish: (status: number, body: unknown, severity?: Severity, message?: string) => void,
 ) {
-  let inventory;
+  let run;
   try {
-    inventory = parseInventory(body);
+    run = parseReconcileRequest(body);
   } catch (e) {
     if (e instanceof InventoryError) return finish(400, { error: e.message }, 'WARNING', 'bad request');
     throw e;
   }
   try {
-    const report = await reconcile(deps.store, inventory, {
+    const report = await reconcile(deps.store, run.inventory, {
       cluster,
+      mode: run.mode,
+      force: run.force,
       log: deps.log,
       ...(deps.now ? { now: deps.now() } : {}),
     });
     Object.assign(fields, {
       operation: 'RECONCILE',
-      outcome: 'reconciled',
+      outcome: report.refused !== undefined ? 'refused' : report.wrote ? 'reconciled' : 'dry-run',
       ...report,
       collisions: report.collisions.length,
     });
+    // R8: a refused run answers 409 with the whole report, so the CronJob's job fails and its log says why.
+    if (report.refused !== undefined) return finish(409, report, 'ERROR', 'reconcile refused');
     return finish(200, report, 'INFO', 'reconcile');
   } catch (e) {
     fields.detail = firstLine(e);

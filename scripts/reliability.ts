@@ -1,6 +1,6 @@
 /**
  * `npm run reliability`: the measured record of docs/reliability.md. Runs the fault, many-instance, hostile-input,
- * limit and auth tests longer than CI does (MACPOOL_RELIABILITY_SCALE: more requests, fuzz runs, fault cycles
+ * limit, auth and release tests longer than CI does (MACPOOL_RELIABILITY_SCALE: more requests, fuzz runs, fault cycles
  * and kills), collects what each case noted, and prints a markdown table that it also writes into
  * docs/reliability.md between its marker comments. The tests are the single definition of every case; CI runs the
  * same ones at scale 1.
@@ -33,8 +33,9 @@ const FILES: Record<string, string> = {
   'test/integration/limits.test.ts': 'Limits',
   'test/integration/auth.test.ts': 'Auth',
   'test/unit/auth-timing.test.ts': 'Auth',
+  'test/integration/release.test.ts': 'Releases',
 };
-const AREAS = ['Faults', 'Instances', 'Hostile input', 'Limits', 'Auth'];
+const AREAS = ['Faults', 'Instances', 'Hostile input', 'Limits', 'Auth', 'Releases'];
 
 interface Note {
   area: string;

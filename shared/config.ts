@@ -28,6 +28,8 @@ export const SettingsSchema = z.object({
     .min(30)
     .max(24 * 3600)
     .default(300),
+  /** R8: a reconcile that would release more than this share of the cluster's bound claims writes nothing. */
+  releaseGuardPercent: z.number().min(0).max(100).default(10),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 export const DEFAULT_SETTINGS: Settings = SettingsSchema.parse({});

@@ -5,9 +5,9 @@
  * (R5): whatever they change makes the corresponding reconcile write fail alone, and the next run looks again.
  */
 import { z } from 'zod';
-import { claimData, releaseWrite, type Snapshot, type Write } from './allocator.js';
+import { claimData, confirmWrite, releaseWrite, type Snapshot, type Write } from './allocator.js';
 import { namespaceManaged, parsePoolConfig, RANGE_DOC_PATH, SETTINGS_DOC_PATH, type Settings } from './config.js';
-import { CLAIM_OPTIONAL_FIELDS, claimPath, type ClaimDoc, namespacePath } from './documents.js';
+import { CLAIM_OPTIONAL_FIELDS, claimPath, type ClaimDoc, namespacePath, releaseUnconfirmed } from './documents.js';
 import {
   NAMESPACE_NAME,
   NAMESPACE_OPT_LABEL,
@@ -27,6 +27,8 @@ export interface InventoryVm {
   readonly name: string;
   readonly uid: string | undefined;
   readonly timestamp: string | undefined;
+  /** `metadata.deletionTimestamp` is set: a finalizer holds the VM while it (and its VMI) shut down. */
+  readonly deleting: boolean;
   /** Canonical MACs by interface name, for the interfaces whose MAC the pool manages. */
   readonly macs: ReadonlyMap<string, string>;
 }
@@ -55,6 +57,7 @@ const ItemSchema = z.looseObject({
     namespace: z.string().optional(),
     uid: z.string().optional(),
     labels: z.record(z.string(), z.string()).nullish(),
+    deletionTimestamp: z.string().nullish(),
   }),
 });
 
@@ -128,12 +131,47 @@ export function parseInventory(input: unknown): Inventory {
         namespace: metadata.namespace,
         name: metadata.name,
         uid: metadata.uid,
+        deleting: typeof metadata.deletionTimestamp === 'string' && metadata.deletionTimestamp !== '',
         timestamp: vm.data.metadata?.annotations?.[TRANSACTION_TIMESTAMP_ANNOTATION],
         macs,
       });
     }
   }
   return { vms, namespaces, problems };
+}
+
+/** What `/reconcile` takes: a bare inventory, or one wrapped with the run's options. */
+export interface ReconcileRequest {
+  readonly inventory: Inventory;
+  readonly mode: ReconcileMode;
+  readonly force: boolean;
+}
+
+const WrappedSchema = z.strictObject({
+  inventory: z.unknown(),
+  dryRun: z.boolean().optional(),
+  force: z.boolean().optional(),
+});
+
+/**
+ * Reads a `/reconcile` body: the inventory itself (what the CronJob sends), or
+ * `{"inventory": <List>, "dryRun": true, "force": true}` for a dry run or a forced run (R8).
+ */
+export function parseReconcileRequest(body: unknown): ReconcileRequest {
+  const isWrapped = typeof body === 'object' && body !== null && !Array.isArray(body) && 'inventory' in body;
+  if (!isWrapped) return { inventory: parseInventory(body), mode: 'commit', force: false };
+  const wrapped = WrappedSchema.safeParse(body);
+  if (!wrapped.success) {
+    const issue = wrapped.error.issues[0]!;
+    throw new InventoryError(
+      `${issue.path.join('.') || 'body'}: ${issue.message}; expected {"inventory": <List>, "dryRun": boolean, "force": boolean}`,
+    );
+  }
+  return {
+    inventory: parseInventory(wrapped.data.inventory),
+    mode: wrapped.data.dryRun ? 'plan' : 'commit',
+    force: wrapped.data.force === true,
+  };
 }
 
 export interface Collision {
@@ -151,6 +189,17 @@ export interface ReconcilePlan {
   readonly healed: number;
   readonly unchanged: number;
   readonly skippedYoung: number;
+  /** U6: unconfirmed releases the inventory shows true (the VM gone, or without the MAC). */
+  readonly confirmed: number;
+  /** U6: unconfirmed releases whose VM is stored carrying the MAC after all: bound to it again. */
+  readonly rebound: number;
+  /** U6: unconfirmed releases whose VM is being deleted: they wait until it is gone. */
+  readonly awaitingDeletion: number;
+  /** U6: unconfirmed releases whose VM is not listed, younger than the wait time: a later run decides them. */
+  readonly youngReleases: number;
+  /** R8: bound claims of the cluster, and how many of them this plan releases. */
+  readonly boundClaims: number;
+  readonly releasingBound: number;
   readonly collisions: Collision[];
 }
 
@@ -190,6 +239,12 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
   let healed = 0;
   let unchanged = 0;
   let skippedYoung = 0;
+  let confirmed = 0;
+  let rebound = 0;
+  let awaitingDeletion = 0;
+  let youngReleases = 0;
+  let boundClaims = 0;
+  let releasingBound = 0;
   const handled = new Set<string>();
 
   const bind = (snap: Snapshot<ClaimDoc>, doc: ClaimDoc, vm: InventoryVm, iface: string) => {
@@ -219,31 +274,59 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
     bound++;
   };
 
+  const carrierOf = (mac: string, doc: ClaimDoc) => {
+    const sameNamespace = (carriers.get(mac) ?? []).filter((c) => c.vm.namespace === doc.namespace);
+    // V12: a generateName claim belongs to the one VM of its namespace that carries the MAC.
+    return doc.name === ''
+      ? sameNamespace.length === 1
+        ? sameNamespace[0]
+        : undefined
+      : sameNamespace.find((c) => c.vm.name === doc.name);
+  };
+  // Evidence about a claim changed less than the wait time ago is not trusted: the inventory may predate it.
+  const young = (doc: ClaimDoc) => now.getTime() - doc.updatedAt.getTime() < waitMs;
+
   // R1, R2: every active claim of this cluster is bound to the VM carrying it, or released once old enough.
+  // U6: every unconfirmed release is confirmed when its VM is gone or no longer carries the MAC, and bound again
+  // when the VM is stored carrying it after all (the UPDATE or DELETE never happened), unless it is being deleted.
   for (const [mac, snap] of s.claims) {
     if (!snap || snap.data === 'corrupt') continue;
     const doc = snap.data;
-    if (doc.cluster !== cluster || doc.state === 'released') continue;
+    if (doc.cluster !== cluster) continue;
+    if (doc.state === 'bound') boundClaims++;
+    if (doc.state === 'released') {
+      if (!releaseUnconfirmed(doc)) continue;
+      handled.add(mac);
+      // A stored VM carrying the MAC is trusted at once (binding only keeps the MAC reserved longer); its absence
+      // only once the release is older than the wait time (confirming frees the MAC to others).
+      const carrier = carrierOf(mac, doc);
+      if (carrier?.vm.deleting) {
+        awaitingDeletion++;
+      } else if (carrier !== undefined) {
+        bind(snap, doc, carrier.vm, carrier.iface);
+        rebound++;
+      } else if (young(doc)) {
+        youngReleases++;
+      } else {
+        writes.push(confirmWrite(doc, snap.version, now));
+        confirmed++;
+      }
+      continue;
+    }
     handled.add(mac);
-    const sameNamespace = (carriers.get(mac) ?? []).filter((c) => c.vm.namespace === doc.namespace);
-    // V12: a generateName claim belongs to the one VM of its namespace that carries the MAC.
-    const carrier =
-      doc.name === ''
-        ? sameNamespace.length === 1
-          ? sameNamespace[0]
-          : undefined
-        : sameNamespace.find((c) => c.vm.name === doc.name);
+    const carrier = carrierOf(mac, doc);
     if (carrier) {
       bind(snap, doc, carrier.vm, carrier.iface);
       continue;
     }
     // Never release a young claim: its VM may be on its way to being stored, or its update not yet listed.
-    if (now.getTime() - doc.updatedAt.getTime() < waitMs) {
+    if (young(doc)) {
       skippedYoung++;
       continue;
     }
-    writes.push(releaseWrite(doc, snap.version, REQUEST, now, cooldownMs));
+    writes.push(releaseWrite(doc, snap.version, REQUEST, now, cooldownMs, { by: 'reconcile', confirmedAt: now }));
     released++;
+    if (doc.state === 'bound') releasingBound++;
   }
 
   // R3, R4: every MAC a stored VM in a managed namespace carries has a claim for it; collisions are reported.
@@ -278,15 +361,59 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
     );
     healed++;
   }
-  return { writes, bound, released, healed, unchanged, skippedYoung, collisions };
+  // The re-bound claims were counted by bind() too; report them once, as re-bound.
+  return {
+    writes,
+    bound: bound - rebound,
+    released,
+    healed,
+    unchanged,
+    skippedYoung,
+    confirmed,
+    rebound,
+    awaitingDeletion,
+    youngReleases,
+    boundClaims,
+    releasingBound,
+    collisions,
+  };
+}
+
+/**
+ * R8: why an inventory is not evidence enough for the releases it implies, or undefined when it is. An empty
+ * inventory (a wrong kubectl context, a forgotten `-A`) releasing any bound claim, or one releasing more than
+ * `percent` of the cluster's bound claims, is refused unless forced.
+ */
+export function distrust(plan: ReconcilePlan, vms: number, percent: number): string | undefined {
+  if (plan.releasingBound === 0) return undefined;
+  if (vms === 0) {
+    return (
+      `the inventory lists no VirtualMachine, yet it would release ${plan.releasingBound} bound claims: ` +
+      'check the kubectl context and that the list was taken with -A'
+    );
+  }
+  const share = (plan.releasingBound / plan.boundClaims) * 100;
+  if (share <= percent) return undefined;
+  return (
+    `the inventory would release ${plan.releasingBound} of the cluster's ${plan.boundClaims} bound claims ` +
+    `(${share.toFixed(1)}%, more than the ${percent}% of config/settings releaseGuardPercent): ` +
+    'check that it lists every VirtualMachine of the cluster'
+  );
 }
 
 function key(vm: InventoryVm): string {
   return `${vm.namespace}/${vm.name}`;
 }
 
+/** Mode of a reconcile run: write the plan, or only report it (dry run). */
+export const RECONCILE_MODES = ['commit', 'plan'] as const;
+export type ReconcileMode = (typeof RECONCILE_MODES)[number];
+
 export interface ReconcileOptions {
   readonly cluster: string;
+  readonly mode?: ReconcileMode;
+  /** R8: apply the plan even when the inventory looks incomplete. The CronJob never forces. */
+  readonly force?: boolean;
   readonly now?: Date;
   readonly onProgress?: (done: number, total: number) => void;
   readonly log?: Logger;
@@ -300,6 +427,14 @@ export interface ReconcileReport {
   readonly healed: number;
   readonly unchanged: number;
   readonly skippedYoung: number;
+  readonly confirmed: number;
+  readonly rebound: number;
+  readonly awaitingDeletion: number;
+  readonly youngReleases: number;
+  /** Nothing was written: a dry run (`plan`), or an inventory R8 does not trust (`refused`). */
+  readonly wrote: boolean;
+  /** R8: why the inventory was not trusted; nothing was written. */
+  readonly refused?: string;
   /** Writes that found their document changed since it was read (an admission ran meanwhile). */
   readonly conflicts: number;
   /** Namespace documents written or deleted to match the inventory. */
@@ -332,7 +467,14 @@ export async function reconcile(
   const namespaceWrites = inventory.namespaces ? namespaceSync(cluster, stored, inventory.namespaces) : [];
   const plan = planReconcile({ cluster, now, settings: settings.settings, vms: inventory.vms, labels, claims });
 
-  const writes = [...plan.writes, ...namespaceWrites];
+  const refused = options.force
+    ? undefined
+    : distrust(plan, inventory.vms.length, settings.settings.releaseGuardPercent);
+  const wrote = refused === undefined && (options.mode ?? 'commit') === 'commit';
+  const writes = wrote ? [...plan.writes, ...namespaceWrites] : [];
+  if (refused !== undefined) {
+    options.log?.('ERROR', 'reconcile refused', { cluster, reason: refused, releasingBound: plan.releasingBound });
+  }
   options.onProgress?.(0, writes.length);
   const { failed } = await store.applyEach(writes, (done) => options.onProgress?.(done, writes.length));
   for (const c of plan.collisions) {
@@ -352,6 +494,12 @@ export async function reconcile(
     healed: plan.healed,
     unchanged: plan.unchanged,
     skippedYoung: plan.skippedYoung,
+    confirmed: plan.confirmed,
+    rebound: plan.rebound,
+    awaitingDeletion: plan.awaitingDeletion,
+    youngReleases: plan.youngReleases,
+    wrote,
+    ...(refused !== undefined ? { refused } : {}),
     conflicts: failed,
     namespaces: namespaceWrites.length,
     collisions: plan.collisions,

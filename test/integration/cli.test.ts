@@ -206,7 +206,12 @@ describe('macpool config', () => {
       waitTimeSeconds: 120,
     });
     const get = await macpool(['config', 'get', 'settings'], { project });
-    expect(JSON.parse(get.stdout)).toEqual({ optMode: 'opt-in', cooldownSeconds: 0, waitTimeSeconds: 120 });
+    expect(JSON.parse(get.stdout)).toEqual({
+      optMode: 'opt-in',
+      cooldownSeconds: 0,
+      waitTimeSeconds: 120,
+      releaseGuardPercent: 10,
+    });
     const json = await macpool(['config', 'set', '--wait-time-seconds', '30', '-o', 'json'], { project });
     expect(JSON.parse(json.stdout)).toEqual({ settings: { waitTimeSeconds: 30 }, warnings: [] });
   });
@@ -790,6 +795,41 @@ describe('macpool reconcile', () => {
     // Idempotent: the same inventory again changes nothing.
     const again = await macpool(['reconcile', '-f', '-', '--cluster', 'east', '-o', 'json'], { project, stdin });
     expect(JSON.parse(again.stdout)).toMatchObject({ healed: 0, bound: 0, released: 0, unchanged: 1, namespaces: 0 });
+  });
+
+  it('R8: an empty inventory releases no bound claim (exit 1, the report printed); --dry-run writes nothing; --force writes', async () => {
+    const project = newProject();
+    const db = testDb(project);
+    await seed(db, {
+      'macs/02:00:00:00:0e:31': claim('02:00:00:00:0e:31', 'bound', { name: 'kept', uid: 'uid-kept' }),
+      'macs/02:00:00:00:0e:32': claim('02:00:00:00:0e:32', 'released', {
+        name: 'gone',
+        releasedBy: 'DELETE',
+        releasedAt: new Date(Date.now() - 3_600_000),
+      }),
+    });
+    const empty = file('empty.json', list([]));
+    const refused = await macpool(['reconcile', '-f', empty], { project });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toMatch(/^released {4}1$/m);
+    expect(refused.stdout).toContain('refused, nothing written: the inventory lists no VirtualMachine');
+    expect(errorLines(refused.stderr)).toEqual([expect.stringContaining('error: reconcile refused, nothing written')]);
+    expect((await claims(db)).get('02:00:00:00:0e:31')).toMatchObject({ state: 'bound' });
+    expect((await claims(db)).get('02:00:00:00:0e:32')?.releaseConfirmedAt).toBeUndefined();
+
+    const listed = await macpool(['claims', 'list'], { project });
+    expect(listed.stdout).toMatch(/^02:00:00:00:0e:32 {2}released \(unconfirmed DELETE\) /m);
+
+    const inventory = file('kept.json', list([stored('kept', 'lab', '02:00:00:00:0e:31')]));
+    const dry = await macpool(['reconcile', '-f', inventory, '--dry-run', '-o', 'json'], { project });
+    expect(dry.code).toBe(0);
+    expect(JSON.parse(dry.stdout)).toMatchObject({ confirmed: 1, unchanged: 1, wrote: false });
+    expect((await claims(db)).get('02:00:00:00:0e:32')?.releaseConfirmedAt).toBeUndefined();
+
+    const forced = await macpool(['reconcile', '-f', empty, '--force', '-o', 'json'], { project });
+    expect(forced.code).toBe(0);
+    expect(JSON.parse(forced.stdout)).toMatchObject({ released: 1, confirmed: 1, wrote: true });
+    expect((await claims(db)).get('02:00:00:00:0e:31')).toMatchObject({ state: 'released', releasedBy: 'reconcile' });
   });
 
   it('several -f files: VMs in one, namespaces in another', async () => {

@@ -11,7 +11,7 @@ export const SCALE = scaleFromEnv(process.env.MACPOOL_RELIABILITY_SCALE);
 const RECORD_FILE = process.env.MACPOOL_RELIABILITY_RECORD;
 
 export interface Note {
-  /** Table section: Faults, Instances, Hostile input, Limits, Auth. */
+  /** Table section: Faults, Instances, Hostile input, Limits, Auth, Releases. */
   readonly area: string;
   /** What was tried, in a few words. */
   readonly case: string;

@@ -202,6 +202,11 @@ describe('reconcileText', () => {
     healed: 3,
     unchanged: 4,
     skippedYoung: 0,
+    confirmed: 2,
+    rebound: 1,
+    awaitingDeletion: 0,
+    youngReleases: 0,
+    wrote: true,
     conflicts: 1,
     namespaces: 0,
     collisions: [
@@ -221,6 +226,10 @@ describe('reconcileText', () => {
         'healed      3',
         'unchanged   4',
         'skipped     0',
+        'confirmed   2 (releases the cluster now shows)',
+        'rebound     1 (released by a change the cluster never stored)',
+        'deleting    0',
+        'waiting     0',
         'conflicts   1 (changed meanwhile: the next run looks again)',
         'namespaces  0',
         'collisions  2',
@@ -229,6 +238,17 @@ describe('reconcileText', () => {
         'problem: item 3 (Pod p): not a VirtualMachine or Namespace, skipped',
         '',
       ].join('\n'),
+    );
+  });
+
+  it('says when nothing was written, and why', () => {
+    expect(reconcileText({ ...report, wrote: false }, 'east')).toContain('\ndry run: nothing written\n');
+    const refused = reconcileText(
+      { ...report, wrote: false, refused: 'the inventory lists no VirtualMachine' },
+      'east',
+    );
+    expect(refused).toContain(
+      '\nrefused, nothing written: the inventory lists no VirtualMachine; run again with --force',
     );
   });
 });

@@ -11,6 +11,7 @@ describe('parsePoolConfig', () => {
       optMode: 'opt-out',
       cooldownSeconds: 600,
       waitTimeSeconds: 300,
+      releaseGuardPercent: 10,
     });
   });
   it('an existing but empty document is an error, not the default', () => {

@@ -3,6 +3,7 @@ import type { Snapshot, Version } from '../../shared/allocator.js';
 import { DEFAULT_SETTINGS } from '../../shared/config.js';
 import type { ClaimDoc } from '../../shared/documents.js';
 import {
+  distrust,
   InventoryError,
   type InventoryVm,
   parseInventory,
@@ -33,10 +34,17 @@ function claim(mac: string, over: Partial<ClaimDoc> = {}): Snapshot<ClaimDoc> {
   };
 }
 
-const inv = (namespace: string, name: string, macs: Record<string, string>, uid = `uid-${name}`): InventoryVm => ({
+const inv = (
+  namespace: string,
+  name: string,
+  macs: Record<string, string>,
+  uid = `uid-${name}`,
+  deleting = false,
+): InventoryVm => ({
   namespace,
   name,
   uid,
+  deleting,
   timestamp: undefined,
   macs: new Map(Object.entries(macs)),
 });
@@ -79,7 +87,14 @@ describe('parseInventory', () => {
       ],
     });
     expect(out.vms).toEqual([
-      { namespace: 'ns', name: 'a', uid: 'u', timestamp: undefined, macs: new Map([['default', '02:00:00:00:00:01']]) },
+      {
+        namespace: 'ns',
+        name: 'a',
+        uid: 'u',
+        deleting: false,
+        timestamp: undefined,
+        macs: new Map([['default', '02:00:00:00:00:01']]),
+      },
     ]);
     expect(out.namespaces).toEqual(new Map([['ns', { 'mutatevirtualmachines.kubemacpool.io': 'ignore' }]]));
   });
@@ -187,5 +202,98 @@ describe('planReconcile', () => {
       '02:00:00:00:00:01': claim('02:00:00:00:00:01', { name: '' }),
     });
     expect(p.writes[0]).toMatchObject({ data: { name: 'named', state: 'bound' } });
+  });
+});
+
+describe('U6 in a reconcile: unconfirmed releases', () => {
+  const M = '02:00:00:00:00:a0';
+  const releasedBy = (by: 'UPDATE' | 'DELETE', over: Partial<ClaimDoc> = {}) => ({
+    [M]: claim(M, { state: 'released', releasedBy: by, releasedAt: OLD, uid: 'uid-vm1', ...over }),
+  });
+
+  it.each([
+    { name: 'the VM is gone', vms: [], confirmed: 1, rebound: 0, waiting: 0 },
+    { name: 'the VM is stored without the MAC', vms: [inv('ns', 'vm1', {})], confirmed: 1, rebound: 0, waiting: 0 },
+    {
+      name: 'the VM is stored carrying it (the change never happened)',
+      vms: [inv('ns', 'vm1', { default: M })],
+      confirmed: 0,
+      rebound: 1,
+      waiting: 0,
+    },
+    {
+      name: 'the VM carries it while being deleted',
+      vms: [inv('ns', 'vm1', { default: M }, 'uid-vm1', true)],
+      confirmed: 0,
+      rebound: 0,
+      waiting: 1,
+    },
+  ])('$name', ({ vms, confirmed, rebound, waiting }) => {
+    for (const by of ['UPDATE', 'DELETE'] as const) {
+      const p = plan(vms, releasedBy(by));
+      expect({ confirmed: p.confirmed, rebound: p.rebound, waiting: p.awaitingDeletion }).toEqual({
+        confirmed,
+        rebound,
+        waiting,
+      });
+      expect(p.healed).toBe(0); // never taken again as a heal
+      const w = p.writes.find((x) => x.path === `macs/${M}`);
+      if (confirmed) expect(w).toMatchObject({ kind: 'update', data: { releaseConfirmedAt: NOW } });
+      if (rebound) {
+        expect(w).toMatchObject({ kind: 'update', data: { state: 'bound', name: 'vm1', uid: 'uid-vm1' } });
+        expect(w?.kind === 'update' && w.data.releasedBy).toBeUndefined();
+      }
+      if (waiting) expect(w).toBeUndefined();
+    }
+  });
+
+  it('a release younger than the wait time is confirmed by no run that does not list its VM: the inventory may predate it', () => {
+    const young = { updatedAt: new Date(NOW.getTime() - 5_000), releasedAt: new Date(NOW.getTime() - 5_000) };
+    const p = plan([], releasedBy('DELETE', young));
+    expect(p.writes).toEqual([]);
+    expect(p.youngReleases).toBe(1);
+    // The VM listed carrying it is evidence at any age: binding only keeps the MAC reserved.
+    const carried = plan([inv('ns', 'vm1', { default: M })], releasedBy('UPDATE', young));
+    expect(carried.rebound).toBe(1);
+  });
+
+  it('confirmed releases are not touched', () => {
+    const p = plan([], releasedBy('DELETE', { releaseConfirmedAt: OLD }));
+    expect(p.writes).toEqual([]);
+  });
+});
+
+describe('R8: an inventory is evidence only if it looks whole', () => {
+  const boundClaims = (n: number) =>
+    Object.fromEntries(
+      Array.from({ length: n }, (_, i) => {
+        const m = `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`;
+        return [m, claim(m, { state: 'bound', name: `vm${i}` })];
+      }),
+    );
+  const vmsCarrying = (n: number, from: number) =>
+    Array.from({ length: n }, (_, k) => {
+      const i = from + k;
+      return inv('ns', `vm${i}`, { default: `02:00:00:00:01:${i.toString(16).padStart(2, '0')}` });
+    });
+
+  it.each([
+    { name: 'empty inventory, bound claims', vms: 0, listed: 0, claims: 20, refused: 'lists no VirtualMachine' },
+    { name: 'one VM of 20 listed', vms: 1, listed: 1, claims: 20, refused: 'would release 19 of the' },
+    { name: '2 of 20 gone (10%)', vms: 18, listed: 18, claims: 20, refused: undefined },
+    { name: '3 of 20 gone (15%)', vms: 17, listed: 17, claims: 20, refused: 'more than the 10%' },
+    { name: 'empty inventory, no claims', vms: 0, listed: 0, claims: 0, refused: undefined },
+  ])('$name', ({ listed, claims, refused }) => {
+    const vms = vmsCarrying(listed, 0);
+    const p = plan(vms, boundClaims(claims));
+    const reason = distrust(p, vms.length, 10);
+    if (refused === undefined) expect(reason).toBeUndefined();
+    else expect(reason).toContain(refused);
+  });
+
+  it('pending claims of VMs that never persisted do not count against the inventory', () => {
+    const p = plan([], { '02:00:00:00:02:00': claim('02:00:00:00:02:00') });
+    expect(p.released).toBe(1);
+    expect(distrust(p, 0, 10)).toBeUndefined();
   });
 });
