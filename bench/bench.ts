@@ -561,7 +561,12 @@ interface DenseRun {
  * P3: 300 CREATEs into `pool` (256 usable MACs) on a fresh instance, against 256 CREATEs into the warm large-pool
  * instance `large`, timed in the same run.
  */
-async function measureDense(emulator: RunningEmulator, large: Fn, project: string, pool: PoolFields): Promise<DenseRun> {
+async function measureDense(
+  emulator: RunningEmulator,
+  large: Fn,
+  project: string,
+  pool: PoolFields,
+): Promise<DenseRun> {
   const baseBodies = bodies(`p3-base-${project}`, 256);
   const baseline = await load(256, CONCURRENCY, (i) => send(large, baseBodies[i]!));
   const denseDb = new Firestore({ projectId: project, host: emulator.host, ssl: false });

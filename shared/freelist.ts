@@ -169,7 +169,7 @@ export class FreeList {
   private async scanSpan(span: MacRange[]): Promise<[string, Snapshot<ClaimDoc> | null][]> {
     const claimed = new Map<bigint, ScannedClaim>();
     const end = span[span.length - 1]!.end;
-    for (let next = span[0]!.start; ; ) {
+    for (let next = span[0]!.start; ;) {
       const docs = await this.store.scan(next, end, 1000);
       for (const d of docs) claimed.set(parseMac(d.mac)!, d);
       if (docs.length < 1000) break;
