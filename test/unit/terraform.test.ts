@@ -1,12 +1,13 @@
 /**
  * Structure tests for terraform/: every .tf file is parsed with @cdktf/hcl2json (the JSON form of HCL, where blocks
  * are arrays and expressions are "${...}" strings). There is no terraform binary here, so the webhook resources are
- * rendered with a deliberately tiny evaluator (references, string templates, trimsuffix) and compared with
+ * rendered with a deliberately tiny evaluator (references, string templates, trimsuffix, sha256) and compared with
  * webhookConfigurations(); anything cleverer in that HCL fails the test instead of being skipped.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
 import { parse } from '@cdktf/hcl2json';
 import { describe, it, expect } from 'vitest';
 import {
@@ -17,6 +18,7 @@ import {
   webhookConfigurations,
   type WebhookOptions,
 } from '../../shared/webhooks.js';
+import { roleCredential } from '../../shared/credentials.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Obj = { [key: string]: Json };
@@ -155,8 +157,8 @@ function onlyRegex(m: TfModule, variable: string, index = 0): RegExp {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// A tiny evaluator for the webhook HCL: var/local references, attribute and index access, string templates and
-// trimsuffix(). Unsupported syntax throws.
+// A tiny evaluator for the webhook HCL: var/local references, attribute and index access, string templates,
+// trimsuffix() and sha256(). Unsupported syntax throws.
 
 interface Scope {
   vars: Obj;
@@ -219,6 +221,11 @@ const FUNCTIONS: Record<string, (args: Json[]) => Json> = {
     if (typeof s !== 'string' || typeof suffix !== 'string') throw new Error('trimsuffix takes two strings');
     return s.endsWith(suffix) ? s.slice(0, s.length - suffix.length) : s;
   },
+  // Terraform's sha256(): the lower-case hex SHA-256 of the string's UTF-8 bytes.
+  sha256: ([s]) => {
+    if (typeof s !== 'string') throw new Error('sha256 takes a string');
+    return createHash('sha256').update(s, 'utf8').digest('hex');
+  },
 };
 
 function evaluateExpression(source: string, scope: Scope): Json {
@@ -235,7 +242,7 @@ function evaluateExpression(source: string, scope: Scope): Json {
   const expression = (): Json => {
     const t = take();
     let value: Json;
-    if (t.startsWith('"')) value = hclUnescape(t.slice(1, -1));
+    if (t.startsWith('"')) value = evaluateTemplate(hclUnescape(t.slice(1, -1)), scope);
     else if (/^\d+$/.test(t)) value = Number(t);
     else if (peek() === '(') {
       const fn = FUNCTIONS[t];
@@ -343,7 +350,9 @@ describe('terraform layout', () => {
   );
 
   it('pins provider ranges as the project agreed', () => {
-    for (const name of ['google', 'google-beta']) expect(root.requiredProviders[name]?.version).toBe('>= 6.0, < 8.0');
+    // google-beta is not required: no resource uses it.
+    expect(Object.keys(root.requiredProviders).sort()).toEqual(['archive', 'google', 'random']);
+    expect(root.requiredProviders.google?.version).toBe('>= 6.0, < 8.0');
     expect(cluster.requiredProviders).toEqual({
       kubernetes: { source: 'hashicorp/kubernetes', version: '>= 2.30, < 4.0' },
     });
@@ -592,6 +601,40 @@ describe('terraform root module (Google Cloud)', () => {
     expect(root.outputs.function_url?.depends_on).toEqual(['${google_cloud_run_v2_service_iam_member.public}']);
   });
 
+  it("S6: keeps the function's request logs (URLs with credentials) out of the _Default bucket, unless turned off", () => {
+    const exclusion = resource(root, 'google_logging_project_exclusion', 'request_logs');
+    expect(exclusion.count).toBe('${var.exclude_request_logs ? 1 : 0}');
+    expect(root.variables.exclude_request_logs).toMatchObject({ type: '${bool}', default: true });
+    const filter = String(exclusion.filter)
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
+    // Lines of a logging filter are ANDed: exactly the request log of exactly this function's service.
+    expect(filter).toEqual([
+      'resource.type="cloud_run_revision"',
+      'resource.labels.service_name="${var.function_name}"',
+      'log_id("run.googleapis.com/requests")',
+    ]);
+    // The metrics read the function's own lines (stdout), which the exclusion leaves alone.
+    expect(resource(root, 'google_logging_metric', 'events').filter).not.toContain('run.googleapis.com/requests');
+  });
+
+  it('releases Firestore security rules that deny every mobile and web client request', () => {
+    const ruleset = resource(root, 'google_firebaserules_ruleset', 'firestore');
+    const file = one(one(ruleset.source).files);
+    expect(file).toEqual({ name: 'firestore.rules', content: '${file("${path.module}/firestore.rules")}' });
+    const rules = readFileSync(join(TERRAFORM_DIR, 'firestore.rules'), 'utf8').replace(/\/\/.*$/gm, '');
+    expect(rules).toMatch(/^\s*rules_version = '2';/);
+    // One match over every document, and nothing but a denial.
+    expect([...rules.matchAll(/\ballow\b[^;]*;/g)].map((m) => m[0])).toEqual(['allow read, write: if false;']);
+    expect(rules).toMatch(/match \/databases\/\{database\}\/documents \{\s*match \/\{document=\*\*\} \{/);
+    expect(resource(root, 'google_firebaserules_release', 'firestore')).toMatchObject({
+      name: 'cloud.firestore',
+      ruleset_name: 'projects/${var.project_id}/rulesets/${google_firebaserules_ruleset.firestore.name}',
+    });
+    expect(String(root.locals.services)).toContain('"firebaserules.googleapis.com"');
+  });
+
   it.each([
     { name: 'allocations', event: 'mac-allocated', flag: 'enable_allocation_metric' },
     { name: 'range-full', event: 'range-full', flag: 'enable_range_full_metric' },
@@ -613,11 +656,12 @@ describe('terraform root module (Google Cloud)', () => {
     expect(root.variables.enable_alerts?.default).toBe(false);
   });
 
-  it('marks outputs that carry tokens sensitive', () => {
+  it('marks outputs that carry secrets or credentials sensitive; the cluster module builds the URLs', () => {
     expect(Object.keys(root.outputs)).toEqual(
-      expect.arrayContaining(['function_url', 'webhook_urls', 'cluster_tokens', 'service_account_email']),
+      expect.arrayContaining(['function_url', 'cluster_tokens', 'service_account_email']),
     );
-    expect(root.outputs.webhook_urls?.sensitive).toBe(true);
+    expect(root.outputs).not.toHaveProperty('webhook_urls');
+    expect(cluster.outputs.webhook_urls?.sensitive).toBe(true);
     expect(root.outputs.cluster_tokens?.sensitive).toBe(true);
     expect(root.outputs.function_url?.value).toBe('${google_cloudfunctions2_function.macpool.service_config[0].uri}');
   });
@@ -829,7 +873,7 @@ describe('terraform cluster module (Kubernetes)', () => {
     ]);
   });
 
-  it('runs reconcile on a schedule, one at a time, with the URL and token from its Secret', () => {
+  it('runs reconcile on a schedule, one at a time, with the URL and its reconcile credential (a header) from its Secret', () => {
     const cron = resource(cluster, 'kubernetes_cron_job_v1', 'reconcile');
     const spec = one(cron.spec);
     expect(spec).toMatchObject({ schedule: '${var.schedule}', concurrency_policy: 'Forbid' });
@@ -841,11 +885,20 @@ describe('terraform cluster module (Kubernetes)', () => {
     expect(container.image).toBe('${var.image}');
     expect(container.command).toEqual(['/bin/sh', '-c', '${local.reconcile_script}']);
     expect(String(cluster.locals.reconcile_script).trim()).toBe(
-      `set -o pipefail\nkubectl get virtualmachines,namespaces -A -o json | gzip -c | curl -sS --fail-with-body -X POST -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @- "$MACPOOL_URL/t/$MACPOOL_TOKEN/reconcile"`,
+      `set -o pipefail\nkubectl get virtualmachines,namespaces -A -o json | gzip -c | curl -sS --fail-with-body -X POST -H "Authorization: Bearer $MACPOOL_RECONCILE_TOKEN" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @- "$MACPOOL_URL/reconcile"`,
     );
     expect(one(one(container.env_from).secret_ref).name).toBe('${kubernetes_secret_v1.macpool.metadata[0].name}');
     const secret = resource(cluster, 'kubernetes_secret_v1', 'macpool');
-    expect(secret.data).toEqual({ MACPOOL_URL: '${trimsuffix(var.function_url, "/")}', MACPOOL_TOKEN: '${var.token}' });
+    expect(secret.data).toEqual({
+      MACPOOL_URL: '${local.base_url}',
+      MACPOOL_RECONCILE_TOKEN: '${local.credentials.reconcile}',
+    });
+    // S4: the Secret holds the reconcile credential as the function derives it, never the cluster secret.
+    const scope = scopeFor(cluster, { function_url: 'https://macpool-abc123-uc.a.run.app/', token: 'ab'.repeat(16) });
+    expect(evaluate(secret.data ?? null, scope)).toEqual({
+      MACPOOL_URL: 'https://macpool-abc123-uc.a.run.app',
+      MACPOOL_RECONCILE_TOKEN: roleCredential('ab'.repeat(16), 'reconcile'),
+    });
     expect(one(resource(cluster, 'kubernetes_namespace_v1', 'macpool').metadata).name).toBe('${var.namespace}');
     expect(cluster.variables.token?.sensitive).toBe(true);
   });
