@@ -19,6 +19,7 @@ import {
   type WebhookOptions,
 } from '../../shared/webhooks.js';
 import { roleCredential } from '../../shared/credentials.js';
+import type { BlockSchema, NestedBlockSchema, SchemaFixture } from '../../scripts/terraform-schema.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Obj = { [key: string]: Json };
@@ -901,6 +902,242 @@ describe('terraform cluster module (Kubernetes)', () => {
     });
     expect(one(resource(cluster, 'kubernetes_namespace_v1', 'macpool').metadata).name).toBe('${var.namespace}');
     expect(cluster.variables.token?.sensitive).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The provider schemas: test/fixtures/terraform-schema.json, extracted by scripts/terraform-schema.ts from the
+// @cdktf provider packages (`npm run terraform-schema` regenerates it).
+
+const SCHEMA = JSON.parse(
+  readFileSync(join(TERRAFORM_DIR, '..', 'test', 'fixtures', 'terraform-schema.json'), 'utf8'),
+) as SchemaFixture;
+
+/** Meta-arguments Terraform itself takes in every resource, data source or provider block. */
+const META: Record<'resource' | 'data' | 'provider', readonly string[]> = {
+  resource: ['count', 'for_each', 'depends_on', 'provider', 'lifecycle', 'provisioner', 'connection'],
+  data: ['count', 'for_each', 'depends_on', 'provider', 'lifecycle'],
+  provider: ['alias'],
+};
+
+const isBlockList = (v: Json | undefined): v is Obj[] => Array.isArray(v) && v.every(isObj);
+
+/**
+ * What is wrong with a block body against its schema: unknown names, required ones missing, a block written as an
+ * attribute or the other way round, a computed-only attribute set, a single block repeated. hcl2json writes
+ * `x { ... }` and `x = [{ ... }]` alike, so an attribute that holds objects cannot be told from a block.
+ */
+function schemaProblems(body: Obj, schema: BlockSchema, where: string, meta: readonly string[] = []): string[] {
+  const problems: string[] = [];
+  const known = () => [...Object.keys(schema.attributes), ...Object.keys(schema.blocks)].sort().join(', ');
+  const nested = (name: string, bodies: Obj[], block: NestedBlockSchema) => {
+    if (block.nesting === 'single' && bodies.length > 1) {
+      problems.push(`${where}.${name}: at most one ${name} block is allowed, found ${bodies.length}`);
+    }
+    bodies.forEach((b, i) => problems.push(...schemaProblems(b, block, `${where}.${name}[${i}]`)));
+  };
+  const dynamic = new Set<string>();
+  for (const [name, value] of Object.entries(body)) {
+    if (meta.includes(name)) continue;
+    if (name === 'dynamic') {
+      for (const [label, specs] of Object.entries(obj(value, `${where}.dynamic`))) {
+        const block = schema.blocks[label];
+        if (block === undefined) {
+          problems.push(`${where}: dynamic "${label}" is not a block of this type; its blocks are ${known()}`);
+          continue;
+        }
+        dynamic.add(label);
+        for (const spec of blocks(specs)) nested(label, blocks(spec.content), block);
+      }
+      continue;
+    }
+    const attribute = schema.attributes[name];
+    const block = schema.blocks[name];
+    if (attribute !== undefined) {
+      if (attribute.mode === 'computed') problems.push(`${where}.${name} is set by the provider and cannot be set`);
+      else if (attribute.objects !== true && isBlockList(value) && value.length > 0) {
+        problems.push(`${where}.${name} is an attribute: write ${name} = ..., not a ${name} { ... } block`);
+      }
+    } else if (block !== undefined) {
+      if (!isBlockList(value)) problems.push(`${where}.${name} is a block: write ${name} { ... }, not ${name} = ...`);
+      else nested(name, value, block);
+    } else problems.push(`${where}: unknown argument or block "${name}"; this type has ${known()}`);
+  }
+  for (const [name, a] of Object.entries(schema.attributes)) {
+    if (a.mode === 'required' && !(name in body)) problems.push(`${where}: required attribute ${name} is missing`);
+  }
+  for (const [name, b] of Object.entries(schema.blocks)) {
+    if (b.required && !(name in body) && !dynamic.has(name)) {
+      problems.push(`${where}: required block ${name} is missing`);
+    }
+  }
+  const lifecycle = blocks(body.lifecycle)[0];
+  const ignored = lifecycle?.ignore_changes;
+  for (const ref of Array.isArray(ignored) ? ignored : []) {
+    const first = /^\$\{([a-z0-9_]+)/.exec(String(ref))?.[1];
+    if (first === undefined || (!(first in schema.attributes) && !(first in schema.blocks))) {
+      problems.push(`${where}: lifecycle.ignore_changes names ${String(ref)}, which this type does not have`);
+    }
+  }
+  return problems;
+}
+
+/** Whether a version satisfies a Terraform constraint such as ">= 6.0, < 8.0" (operators = != > >= < <= ~>). */
+function satisfies(version: string, constraint: string): boolean {
+  const parts = (v: string) => v.split('.').map(Number);
+  const compare = (a: number[], b: number[]) => {
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      const d = (a[i] ?? 0) - (b[i] ?? 0);
+      if (d !== 0) return Math.sign(d);
+    }
+    return 0;
+  };
+  const v = parts(version);
+  return constraint.split(',').every((term) => {
+    const m = /^\s*(=|!=|>=|>|<=|<|~>)?\s*(\d+(?:\.\d+)*)\s*$/.exec(term);
+    if (m === null) throw new Error(`unsupported version constraint ${JSON.stringify(term)}`);
+    const [, op = '=', bound = ''] = m;
+    const b = parts(bound);
+    const c = compare(v, b);
+    switch (op) {
+      case '=':
+        return c === 0;
+      case '!=':
+        return c !== 0;
+      case '>':
+        return c > 0;
+      case '>=':
+        return c >= 0;
+      case '<':
+        return c < 0;
+      case '<=':
+        return c <= 0;
+      default: {
+        // ~> 1.2.3 allows >= 1.2.3, < 1.3; ~> 1.2 allows >= 1.2, < 2.
+        const upper = b.length > 1 ? [...b.slice(0, -2), (b.at(-2) ?? 0) + 1] : [(b[0] ?? 0) + 1];
+        return c >= 0 && compare(v, upper) < 0;
+      }
+    }
+  });
+}
+
+const where = (m: TfModule) => relative(TERRAFORM_DIR, m.dir) || 'root';
+
+describe('terraform against the provider schemas', () => {
+  const typesUsed = (kind: 'resources' | 'data') => [...new Set(modules.flatMap((m) => Object.keys(m[kind])))].sort();
+
+  it('has a schema for exactly the resource and data types the modules use (else run npm run terraform-schema)', () => {
+    expect(Object.keys(SCHEMA.resources).sort()).toEqual(typesUsed('resources'));
+    expect(Object.keys(SCHEMA.dataSources).sort()).toEqual(typesUsed('data'));
+  });
+
+  it.each(
+    modules.flatMap((m) =>
+      Object.entries(m.requiredProviders).map(([name, p]) => ({ name: `${where(m)}: ${name}`, provider: name, p })),
+    ),
+  )("$name: the schema's provider version is inside versions.tf's range", ({ provider, p }) => {
+    const schema = SCHEMA.providers[provider];
+    expect(schema, `no schema for provider ${provider}`).toBeDefined();
+    expect(schema!.package).toMatch(new RegExp(`^@cdktf/provider-${provider}@\\d`));
+    expect(satisfies(schema!.version, String(p.version)), `${schema!.version} against ${String(p.version)}`).toBe(true);
+  });
+
+  it.each(
+    modules.flatMap((m) =>
+      (['resources', 'data'] as const).flatMap((kind) =>
+        Object.entries(m[kind]).flatMap(([type, byName]) =>
+          Object.entries(byName).map(([name, body]) => ({
+            name: `${where(m)}: ${kind === 'data' ? 'data.' : ''}${type}.${name}`,
+            kind,
+            type,
+            body,
+          })),
+        ),
+      ),
+    ),
+  )('$name matches its provider schema', ({ name, kind, type, body }) => {
+    const schema = kind === 'data' ? SCHEMA.dataSources[type] : SCHEMA.resources[type];
+    expect(schema, `no schema for ${type}`).toBeDefined();
+    expect(schemaProblems(body, schema!, name, META[kind === 'data' ? 'data' : 'resource'])).toEqual([]);
+  });
+
+  it.each(
+    modules.flatMap((m) =>
+      Object.entries(m.providers).flatMap(([provider, configs]) =>
+        configs.map((body, i) => ({ name: `${where(m)}: provider ${provider} #${i + 1}`, provider, body })),
+      ),
+    ),
+  )('$name matches the provider configuration schema', ({ name, provider, body }) => {
+    const schema = SCHEMA.providers[provider];
+    expect(schema, `no schema for provider ${provider}`).toBeDefined();
+    expect(schemaProblems(body, schema!.config, name, META.provider)).toEqual([]);
+  });
+
+  describe('the checker itself', () => {
+    const webhook = SCHEMA.resources.kubernetes_mutating_webhook_configuration_v1!;
+    const good = (): Obj =>
+      structuredClone(resource(cluster, 'kubernetes_mutating_webhook_configuration_v1', 'macpool'));
+    const check = (body: Obj) => schemaProblems(body, webhook, 'w', META.resource);
+    it.each<{ name: string; change: (b: Obj) => void; problem: string }>([
+      {
+        name: 'an unknown attribute',
+        change: (b) => (b.colour = 'blue'),
+        problem: 'unknown argument or block "colour"',
+      },
+      {
+        name: 'a missing required block',
+        change: (b) => delete b.metadata,
+        problem: 'required block metadata is missing',
+      },
+      {
+        name: 'a missing required nested attribute',
+        change: (b) => delete blocks(b.webhook)[0]!.name,
+        problem: 'w.webhook[0]: required attribute name is missing',
+      },
+      {
+        name: 'a block written as an attribute',
+        change: (b) => (blocks(b.webhook)[0]!.client_config = { url: 'https://x' }),
+        problem: 'w.webhook[0].client_config is a block',
+      },
+      {
+        name: 'an attribute written as a block',
+        change: (b) => (blocks(b.webhook)[0]!.failure_policy = [{ value: 'Fail' }]),
+        problem: 'w.webhook[0].failure_policy is an attribute',
+      },
+      {
+        name: 'a computed-only attribute set',
+        change: (b) => (blocks(b.metadata)[0]!.uid = 'u'),
+        problem: 'w.metadata[0].uid is set by the provider',
+      },
+      {
+        name: 'a single block given twice',
+        change: (b) => (b.metadata = [...blocks(b.metadata), ...blocks(b.metadata)]),
+        problem: 'at most one metadata block',
+      },
+      {
+        name: 'ignore_changes naming nothing',
+        change: (b) => (b.lifecycle = [{ ignore_changes: ['${colour}'] }]),
+        problem: 'lifecycle.ignore_changes names ${colour}',
+      },
+    ])('reports $name', ({ change, problem }) => {
+      expect(check(good())).toEqual([]);
+      const body = good();
+      change(body);
+      expect(check(body).join('\n')).toContain(problem);
+    });
+
+    it.each([
+      { version: '6.50.0', constraint: '>= 6.0, < 8.0', ok: true },
+      { version: '8.0.0', constraint: '>= 6.0, < 8.0', ok: false },
+      { version: '5.9.9', constraint: '>= 6.0, < 8.0', ok: false },
+      { version: '2.38.0', constraint: '>= 2.30, < 4.0', ok: true },
+      { version: '2.7.1', constraint: '~> 2.2', ok: true },
+      { version: '3.0.0', constraint: '~> 2.2', ok: false },
+      { version: '2.2.9', constraint: '~> 2.2.3', ok: true },
+      { version: '2.3.0', constraint: '~> 2.2.3', ok: false },
+    ])('$version satisfies "$constraint": $ok', ({ version, constraint, ok }) => {
+      expect(satisfies(version, constraint)).toBe(ok);
+    });
   });
 });
 
