@@ -126,20 +126,13 @@ export function namespaceReview(
     kind: 'Namespace',
     metadata: { name, uid: `ns-${name}`, ...(l ? { labels: l } : {}) },
   });
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: randomUUID(),
-      kind: { group: '', version: 'v1', kind: 'Namespace' },
-      resource: { group: '', version: 'v1', resource: 'namespaces' },
-      name,
-      operation,
-      object: operation === 'DELETE' ? null : object(labels),
-      oldObject: operation === 'CREATE' ? null : object(oldLabels ?? labels),
-      dryRun,
-    },
-  };
+  return envelope(['', 'v1', 'Namespace', 'namespaces'], {
+    name,
+    operation,
+    object: operation === 'DELETE' ? null : object(labels),
+    oldObject: operation === 'CREATE' ? null : object(oldLabels ?? labels),
+    dryRun,
+  });
 }
 
 /** A HyperConverged AdmissionReview, as the HyperConverged sync webhook receives it. */
@@ -155,19 +148,24 @@ export function hcoReview(
     metadata: { name: 'kubevirt-hyperconverged', namespace: 'openshift-cnv' },
     spec: { infra: {}, workloads: {}, ...(r ? { kubeMacPoolConfiguration: r } : {}) },
   });
+  return envelope(['hco.kubevirt.io', 'v1beta1', 'HyperConverged', 'hyperconvergeds'], {
+    name: 'kubevirt-hyperconverged',
+    namespace: 'openshift-cnv',
+    operation,
+    object: object(range),
+    oldObject: operation === 'UPDATE' ? object(oldRange) : null,
+    dryRun,
+  });
+}
+
+/** An admission.k8s.io/v1 AdmissionReview of one resource (group, version, kind, plural) around `request`. */
+function envelope(
+  [group, version, kind, resource]: [string, string, string, string],
+  request: Record<string, unknown>,
+) {
   return {
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
-    request: {
-      uid: randomUUID(),
-      kind: { group: 'hco.kubevirt.io', version: 'v1beta1', kind: 'HyperConverged' },
-      resource: { group: 'hco.kubevirt.io', version: 'v1beta1', resource: 'hyperconvergeds' },
-      name: 'kubevirt-hyperconverged',
-      namespace: 'openshift-cnv',
-      operation,
-      object: object(range),
-      oldObject: operation === 'UPDATE' ? object(oldRange) : null,
-      dryRun,
-    },
+    request: { uid: randomUUID(), kind: { group, version, kind }, resource: { group, version, resource }, ...request },
   };
 }
