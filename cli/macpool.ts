@@ -641,11 +641,12 @@ function webhookConfigCommand(program: Command): void {
     .summary("print the cluster's webhook configurations as YAML")
     .description(
       "print the cluster's MutatingWebhookConfiguration and ValidatingWebhookConfiguration as YAML, for " +
-        'kubectl apply -f - (offline: Firestore is not read)',
+        'kubectl apply -f - (offline: Firestore is not read). Each webhook URL carries the credential of its own ' +
+        'role, derived from the cluster secret; the secret itself never appears in the output',
     )
     .requiredOption('--url <url>', "the function's https URL")
-    .addOption(clusterOption('the cluster whose token the webhooks carry'))
-    .option('--token <token>', 'the cluster token (default: the first token of --cluster in MACPOOL_TOKENS)')
+    .addOption(clusterOption('the cluster whose credentials the webhooks carry'))
+    .option('--token <token>', 'the cluster secret (default: the first token of --cluster in MACPOOL_TOKENS)')
     .addOption(
       new Option('--opt-mode <mode>', 'namespace selection; match config/settings optMode')
         .choices(OPT_MODES)

@@ -1,14 +1,15 @@
 import type { Firestore } from '@google-cloud/firestore';
 import { ConfigSource, NamespaceSource, RANGE_DOC_PATH } from '../shared/config.js';
-import type { Env } from '../shared/env.js';
 import { jsonLogger, type Logger } from '../shared/log.js';
 import { MacPool } from '../shared/pool.js';
 import { Store } from '../shared/store.js';
+import type { Credentials } from './auth.js';
 import { createHandler } from './handler.js';
 
 export interface AppOptions {
   readonly db: Firestore;
-  readonly env: Pick<Env, 'tokens'>;
+  /** The configured clusters' credentials (functions/auth.ts); none means open emulator development. */
+  readonly credentials: Credentials;
   readonly log?: Logger;
   readonly now?: () => Date;
   readonly randomBelow?: (n: bigint) => bigint;
@@ -29,7 +30,7 @@ export function createApp(options: AppOptions) {
     ...(options.budgetMs ? { budgetMs: options.budgetMs } : {}),
   });
   return createHandler({
-    env: options.env,
+    credentials: options.credentials,
     pool,
     store,
     ...(options.now ? { now: options.now } : {}),

@@ -17,7 +17,8 @@
  *
  * What it checks, from the request line and headers only:
  * - a path that is not valid percent-encoding: 400 (express would log the raw path, token included);
- * - on the webhook and reconcile paths, a missing or wrong token: 401, as the handler would answer;
+ * - on the webhook and reconcile paths, a credential that none of the path's roles accepts (missing, wrong, another
+ *   role's, or the cluster secret in the URL path): 401, as the handler would answer;
  * - a `Content-Encoding` other than identity, except on `/reconcile` (the reconcile job sends gzip; the API
  *   server never compresses webhook requests), where gzip and deflate are accepted: 415;
  * - a declared `Content-Length` over the path's limit (3 MiB, `/reconcile` 32 MiB): 413, before any body byte is
@@ -33,10 +34,9 @@
  */
 import { subscribe } from 'node:diagnostics_channel';
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
-import type { ClusterToken } from '../shared/env.js';
 import type { Logger } from '../shared/log.js';
-import { bearerToken, clusterForToken, splitTokenPath } from './auth.js';
-import { MAX_BODY_BYTES, MAX_RECONCILE_BYTES, PATHS } from './handler.js';
+import { type Credentials, presentedCredential, splitTokenPath } from './auth.js';
+import { authorizedForPath, bodyLimit, PATHS, routesFor } from './handler.js';
 
 /** A client has this long to send its request headers (Node's default is 60 s). */
 export const HEADERS_TIMEOUT_MS = 10_000;
@@ -53,17 +53,10 @@ export const CONNECTION_CHECK_INTERVAL_MS = 1_000;
 const CHUNKED_POLL_MS = 10;
 
 export interface GuardOptions {
-  /** The configured tokens; empty means unauthenticated development against the emulator (no 401s). */
-  readonly tokens: readonly ClusterToken[];
+  /** The configured credentials; none means unauthenticated development against the emulator (no 401s). */
+  readonly credentials: Credentials;
   readonly log: Logger;
 }
-
-const AUTHENTICATED_PATHS: ReadonlySet<string> = new Set([
-  PATHS.mutateVirtualMachines,
-  PATHS.validateNamespaces,
-  PATHS.validateHyperConverged,
-  PATHS.reconcile,
-]);
 
 /** What the reconcile job may send (the framework's parser would also take others, and answer them with HTML). */
 const RECONCILE_ENCODINGS: ReadonlySet<string> = new Set(['identity', 'gzip', 'deflate']);
@@ -156,7 +149,7 @@ function admit(req: IncomingMessage, res: ServerResponse, options: GuardOptions)
         durationMs: Math.round((performance.now() - started) * 10) / 10,
       });
     };
-    const decision = check(req, pathname, options.tokens);
+    const decision = check(req, pathname, options.credentials);
     if (decision.refusal) {
       refuse(decision.refusal);
       return false;
@@ -172,7 +165,7 @@ function admit(req: IncomingMessage, res: ServerResponse, options: GuardOptions)
 function check(
   req: IncomingMessage,
   pathname: string,
-  tokens: readonly ClusterToken[],
+  credentials: Credentials,
 ): { refusal?: Refusal; limit: number; timeoutMs: number } {
   let split: { token: string | undefined; path: string };
   try {
@@ -187,14 +180,15 @@ function check(
   }
   const { token, path } = split;
   const reconcile = path === PATHS.reconcile;
-  const limit = reconcile ? MAX_RECONCILE_BYTES : MAX_BODY_BYTES;
+  const limit = bodyLimit(path);
   const timeoutMs = reconcile ? RECONCILE_BODY_TIMEOUT_MS : BODY_TIMEOUT_MS;
   const result = (refusal: Refusal) => ({ refusal, limit, timeoutMs });
 
+  // The handler's own first check, from the headers: a credential that no row of the path's routes accepts.
+  const authenticated = routesFor(path).some((r) => r.kind !== 'health');
   if (
-    AUTHENTICATED_PATHS.has(path) &&
-    tokens.length > 0 &&
-    clusterForToken(tokens, token ?? bearerToken(req.headers.authorization)) === undefined
+    authenticated &&
+    authorizedForPath(credentials, path, presentedCredential(token, req.headers.authorization)) === undefined
   ) {
     return result({ status: 401, error: 'unauthorized', message: 'unauthorized request' });
   }

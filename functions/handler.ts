@@ -1,5 +1,6 @@
 /**
- * The HTTP adapter: route, authenticate, parse, call `shared/`, respond, log one line. No pool logic here.
+ * The HTTP adapter: route, authenticate, parse, call `shared/`, respond, log one line. No pool logic here. The
+ * route table (ROUTES) says for every path which role may call it, where its credential may come from, and what runs.
  */
 import type { Request, Response } from '@google-cloud/functions-framework';
 import {
@@ -8,15 +9,18 @@ import {
   AdmissionReviewSchema,
   admissionResponse,
   describeZodError,
+  type Operation,
+  OPERATIONS,
+  type Verdict,
 } from '../shared/admission.js';
-import { DEFAULT_CLUSTER, type Env } from '../shared/env.js';
+import type { CredentialSource } from '../shared/credentials.js';
 import { firstLine } from '../shared/errors.js';
 import { LOG_EVENTS, type Logger, type Severity } from '../shared/log.js';
 import type { AdmissionOutcome, MacPool } from '../shared/pool.js';
 import { InventoryError, parseReconcileRequest, reconcile } from '../shared/reconcile.js';
 import type { Store } from '../shared/store.js';
 import { syncHyperConverged, syncNamespace, type SyncOutcome } from '../shared/sync.js';
-import { bearerToken, clusterForToken, splitTokenPath } from './auth.js';
+import { type Credentials, type Presented, presentedCredential, type Requirement, splitTokenPath } from './auth.js';
 
 /** S2: admission requests larger than this are refused with 413. */
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -32,20 +36,8 @@ export const PATHS = {
   healthz: '/healthz',
 } as const;
 
-type AdmissionPath =
-  typeof PATHS.mutateVirtualMachines | typeof PATHS.validateNamespaces | typeof PATHS.validateHyperConverged;
-
-/** The resource each admission path serves (group/resource); any other resource is allowed unchanged (F2). */
-const RESOURCES: Record<AdmissionPath, string> = {
-  [PATHS.mutateVirtualMachines]: 'kubevirt.io/virtualmachines',
-  [PATHS.validateNamespaces]: '/namespaces',
-  [PATHS.validateHyperConverged]: 'hco.kubevirt.io/hyperconvergeds',
-};
-
-const isAdmissionPath = (path: string): path is AdmissionPath => path in RESOURCES;
-
 export interface HandlerDeps {
-  readonly env: Pick<Env, 'tokens'>;
+  readonly credentials: Credentials;
   readonly pool: MacPool;
   readonly store: Store;
   /** Answers when Firestore does (GET /healthz). */
@@ -57,6 +49,138 @@ export interface HandlerDeps {
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;
+type Finish = (status: number, body: unknown, severity?: Severity, message?: string) => void;
+
+/** What an admission route decided: the verdict, and what its log line says. */
+interface Answer {
+  readonly verdict: Verdict;
+  readonly severity: Severity;
+  readonly message: string;
+  readonly fields: Record<string, unknown>;
+}
+
+type AdmissionHandler = (deps: HandlerDeps, cluster: string, request: AdmissionRequest) => Promise<Answer>;
+
+/** An AdmissionReview path: the operations one role may send it, and the resource it serves. */
+interface AdmissionRoute extends Requirement {
+  readonly kind: 'admission';
+  readonly path: string;
+  /** group/resource; a review of any other resource is allowed unchanged (F2). */
+  readonly resource: string;
+  readonly operations: readonly Operation[];
+  readonly handle: AdmissionHandler;
+}
+
+/** The inventory sync: a kubectl List, from an operator or the CronJob. */
+interface InventoryRoute extends Requirement {
+  readonly kind: 'inventory';
+  readonly path: string;
+}
+
+/** GET, no credential. */
+interface HealthRoute {
+  readonly kind: 'health';
+  readonly path: string;
+}
+
+type Route = AdmissionRoute | InventoryRoute | HealthRoute;
+
+/** Webhook credentials ride in the URL path (API servers cannot add headers); a header works as well. */
+const WEBHOOK: readonly CredentialSource[] = ['path', 'bearer'];
+/** Operator paths never take a credential in the URL, which logs and error messages print (S4). */
+const HEADER_ONLY: readonly CredentialSource[] = ['bearer'];
+const VMS = 'kubevirt.io/virtualmachines';
+
+/**
+ * Every path, who may call it and what runs (S4). A path may have several rows, one per role; for a review the
+ * first row whose role the credential holds and whose operations list the review's operation runs, and a
+ * credential that no row of the path accepts gets 401. A cluster's secret (Bearer only) holds every role.
+ */
+export const ROUTES: readonly Route[] = [
+  { kind: 'health', path: PATHS.healthz },
+  {
+    kind: 'admission',
+    path: PATHS.mutateVirtualMachines,
+    role: 'vm',
+    from: WEBHOOK,
+    resource: VMS,
+    operations: ['CREATE', 'UPDATE', 'CONNECT'],
+    handle: admitVm,
+  },
+  {
+    kind: 'admission',
+    path: PATHS.mutateVirtualMachines,
+    role: 'release',
+    from: WEBHOOK,
+    resource: VMS,
+    operations: ['DELETE'],
+    handle: admitVm,
+  },
+  {
+    // D1: a DELETE is never refused; but the VM CREATE/UPDATE URL is not secret, so with its credential a DELETE
+    // releases nothing (the release webhook, or a reconcile, frees the VM's claims).
+    kind: 'admission',
+    path: PATHS.mutateVirtualMachines,
+    role: 'vm',
+    from: WEBHOOK,
+    resource: VMS,
+    operations: ['DELETE'],
+    handle: allowWithoutRelease,
+  },
+  {
+    kind: 'admission',
+    path: PATHS.validateNamespaces,
+    role: 'namespace-sync',
+    from: WEBHOOK,
+    resource: '/namespaces',
+    operations: OPERATIONS,
+    handle: syncNamespaceRequest,
+  },
+  {
+    kind: 'admission',
+    path: PATHS.validateHyperConverged,
+    role: 'hyperconverged-sync',
+    from: WEBHOOK,
+    resource: 'hco.kubevirt.io/hyperconvergeds',
+    operations: OPERATIONS,
+    handle: syncHyperConvergedRequest,
+  },
+  { kind: 'inventory', path: PATHS.reconcile, role: 'reconcile', from: HEADER_ONLY },
+];
+
+/** The rows of a path (empty for a path the function does not serve). */
+export function routesFor(path: string): readonly Route[] {
+  return ROUTES.filter((r) => r.path === path);
+}
+
+/** The body limit of a path: 3 MiB for reviews (S2), 32 MiB for an inventory. */
+export function bodyLimit(path: string): number {
+  return routesFor(path).some((r) => r.kind === 'inventory') ? MAX_RECONCILE_BYTES : MAX_BODY_BYTES;
+}
+
+/**
+ * The cluster a credential acts for on a path, if any row of the path accepts it: the check the request guard
+ * makes from the headers, before the body. Undefined for a public path or one without rows.
+ */
+export function authorizedForPath(
+  credentials: Credentials,
+  path: string,
+  presented: Presented | undefined,
+): { cluster: string; rows: readonly (AdmissionRoute | InventoryRoute)[] } | undefined {
+  const identity = credentials.identify(presented?.value);
+  let cluster: string | undefined;
+  const rows: (AdmissionRoute | InventoryRoute)[] = [];
+  for (const r of routesFor(path)) {
+    if (r.kind === 'health') continue;
+    const c = credentials.authorize(identity, presented?.source, r);
+    if (c === undefined) continue;
+    cluster = c;
+    rows.push(r);
+  }
+  return cluster === undefined ? undefined : { cluster, rows };
+}
+
+const SERVED = [...new Set(ROUTES.map((r) => r.path))].join(', ');
 
 export function createHandler(deps: HandlerDeps): Handler {
   const clock = deps.clock ?? (() => performance.now());
@@ -64,31 +188,43 @@ export function createHandler(deps: HandlerDeps): Handler {
     const started = clock();
     const { token: pathToken, path } = splitTokenPath(req.path);
     const fields: Record<string, unknown> = { path, method: req.method };
-    const finish = (status: number, body: unknown, severity: Severity = 'INFO', message = 'request') => {
+    const finish: Finish = (status, body, severity = 'INFO', message = 'request') => {
       res.status(status).json(body);
       deps.log(severity, message, { ...fields, httpStatus: status, durationMs: round(clock() - started) });
     };
+    const unauthorized = () => finish(401, { error: 'unauthorized' }, 'WARNING', 'unauthorized request');
     // The parsed body, once there is one: an internal error still answers the review it was for (F3).
     let value: unknown;
     try {
-      if (path === PATHS.healthz && req.method === 'GET') return await health(deps, finish);
-      if (!isAdmissionPath(path) && path !== PATHS.reconcile) {
-        const known = Object.values(PATHS).join(', ');
-        return finish(404, { error: `unknown path ${path}; this function serves ${known}` }, 'WARNING');
+      const routes = routesFor(path);
+      if (routes.length === 0) {
+        return finish(404, { error: `unknown path ${path}; this function serves ${SERVED}` }, 'WARNING');
       }
-      const cluster = authenticate(deps.env.tokens, pathToken ?? bearerToken(req.get('authorization')));
-      if (cluster === undefined) return finish(401, { error: 'unauthorized' }, 'WARNING', 'unauthorized request');
+      if (routes.some((r) => r.kind === 'health')) {
+        if (req.method !== 'GET') return finish(405, { error: `method ${req.method} not allowed; use GET` }, 'WARNING');
+        return await health(deps, finish);
+      }
+      const presented = presentedCredential(pathToken, req.get('authorization'));
+      // Where the credential came from, never what it was (S1).
+      if (presented !== undefined) fields.credentialSource = presented.source;
+      const authorized = authorizedForPath(deps.credentials, path, presented);
+      if (authorized === undefined) return unauthorized();
+      const { cluster, rows } = authorized;
       fields.cluster = cluster;
       if (req.method !== 'POST') return finish(405, { error: `method ${req.method} not allowed; use POST` }, 'WARNING');
       const size = bodySize(req);
-      const limit = path === PATHS.reconcile ? MAX_RECONCILE_BYTES : MAX_BODY_BYTES;
+      const limit = bodyLimit(path);
       if (size > limit) {
         return finish(413, { error: `request body of ${size} bytes is over the limit of ${limit} bytes` }, 'WARNING');
       }
       const body = parseJson(req);
       if (!body.ok) return finish(400, { error: body.error }, 'WARNING', 'bad request');
       value = body.value;
-      if (path === PATHS.reconcile) return await reconcileRequest(deps, cluster, value, fields, finish);
+      const inventory = rows.find((r) => r.kind === 'inventory');
+      if (inventory !== undefined) {
+        fields.role = inventory.role;
+        return await reconcileRequest(deps, cluster, value, fields, finish);
+      }
 
       const parsed = parseReview(value);
       if (!parsed.ok) return finish(400, { error: parsed.error }, 'WARNING', 'bad request');
@@ -101,30 +237,19 @@ export function createHandler(deps: HandlerDeps): Handler {
         name: r.name || undefined,
         dryRun: r.dryRun === true,
       });
-      if (`${r.resource.group}/${r.resource.resource}` !== RESOURCES[path] || (r.subResource ?? '') !== '') {
+      const route = rows.find((x): x is AdmissionRoute => x.kind === 'admission' && x.operations.includes(r.operation));
+      // A credential of this path's, but not for this operation (a CREATE on the release credential): as bare a
+      // 401 as a wrong one, and nothing changes.
+      if (route === undefined) return unauthorized();
+      fields.role = route.role;
+      if (`${r.resource.group}/${r.resource.resource}` !== route.resource || (r.subResource ?? '') !== '') {
         // F2: other kinds are not ours; let them through untouched.
         fields.outcome = 'unsupported-resource';
         return finish(200, admissionResponse(review.apiVersion, r.uid, { allowed: true }));
       }
-      if (path === PATHS.mutateVirtualMachines) {
-        const outcome = await deps.pool.admitVm({ cluster, request: r });
-        Object.assign(fields, outcomeFields(outcome));
-        const [severity, message, event] = describeOutcome(outcome);
-        if (event !== undefined) fields.event = event;
-        return finish(200, admissionResponse(review.apiVersion, r.uid, outcome.verdict), severity, message);
-      }
-      const synced = await sync(deps, cluster, path, r);
-      Object.assign(
-        fields,
-        { outcome: synced.outcome, allowed: synced.verdict.allowed },
-        synced.detail ? { detail: synced.detail } : {},
-      );
-      const severity: Severity = synced.outcome.endsWith('failed')
-        ? 'ERROR'
-        : synced.verdict.allowed
-          ? 'INFO'
-          : 'WARNING';
-      return finish(200, admissionResponse(review.apiVersion, r.uid, synced.verdict), severity, 'sync request');
+      const answer = await route.handle(deps, cluster, r);
+      Object.assign(fields, answer.fields);
+      return finish(200, admissionResponse(review.apiVersion, r.uid, answer.verdict), answer.severity, answer.message);
     } catch (e) {
       // F3: a bug must not crash the process or answer 5xx; the API server gets a denial it can show.
       fields.error = e instanceof Error ? (e.stack ?? e.message) : String(e);
@@ -140,13 +265,57 @@ export function createHandler(deps: HandlerDeps): Handler {
   };
 }
 
-function authenticate(tokens: Env['tokens'], presented: string | undefined): string | undefined {
-  // Without tokens the function only runs against the emulator (parseEnv refuses otherwise).
-  if (tokens.length === 0) return DEFAULT_CLUSTER;
-  return clusterForToken(tokens, presented);
+async function admitVm(deps: HandlerDeps, cluster: string, request: AdmissionRequest): Promise<Answer> {
+  const outcome = await deps.pool.admitVm({ cluster, request });
+  const [severity, message, event] = describeOutcome(outcome);
+  return {
+    verdict: outcome.verdict,
+    severity,
+    message,
+    fields: { ...outcomeFields(outcome), ...(event !== undefined ? { event } : {}) },
+  };
 }
 
-async function health(deps: HandlerDeps, finish: (status: number, body: unknown, severity?: Severity) => void) {
+async function allowWithoutRelease(): Promise<Answer> {
+  return {
+    verdict: { allowed: true },
+    severity: 'WARNING',
+    message: 'delete allowed without release: the credential is not the release credential',
+    fields: { outcome: 'allowed-without-release-role', allowed: true, released: [] },
+  };
+}
+
+async function syncNamespaceRequest(deps: HandlerDeps, cluster: string, request: AdmissionRequest): Promise<Answer> {
+  const outcome = await syncNamespace(deps.store, cluster, request);
+  if (request.name) deps.pool.forgetNamespace(cluster, request.name);
+  return syncAnswer(outcome);
+}
+
+async function syncHyperConvergedRequest(
+  deps: HandlerDeps,
+  _cluster: string,
+  request: AdmissionRequest,
+): Promise<Answer> {
+  const outcome = await syncHyperConverged(deps.store, request);
+  if (outcome.outcome === 'range-synced') deps.pool.forgetConfig();
+  return syncAnswer(outcome);
+}
+
+function syncAnswer(synced: SyncOutcome): Answer {
+  const severity: Severity = synced.outcome.endsWith('failed') ? 'ERROR' : synced.verdict.allowed ? 'INFO' : 'WARNING';
+  return {
+    verdict: synced.verdict,
+    severity,
+    message: 'sync request',
+    fields: {
+      outcome: synced.outcome,
+      allowed: synced.verdict.allowed,
+      ...(synced.detail ? { detail: synced.detail } : {}),
+    },
+  };
+}
+
+async function health(deps: HandlerDeps, finish: Finish) {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
@@ -202,28 +371,12 @@ function parseReview(body: unknown): { ok: true; review: AdmissionReview } | { o
   return { ok: true, review: parsed.data };
 }
 
-async function sync(
-  deps: HandlerDeps,
-  cluster: string,
-  path: AdmissionPath,
-  request: AdmissionRequest,
-): Promise<SyncOutcome> {
-  if (path === PATHS.validateHyperConverged) {
-    const outcome = await syncHyperConverged(deps.store, request);
-    if (outcome.outcome === 'range-synced') deps.pool.forgetConfig();
-    return outcome;
-  }
-  const outcome = await syncNamespace(deps.store, cluster, request);
-  if (request.name) deps.pool.forgetNamespace(cluster, request.name);
-  return outcome;
-}
-
 async function reconcileRequest(
   deps: HandlerDeps,
   cluster: string,
   body: unknown,
   fields: Record<string, unknown>,
-  finish: (status: number, body: unknown, severity?: Severity, message?: string) => void,
+  finish: Finish,
 ) {
   let run;
   try {

@@ -7,6 +7,7 @@ import { Firestore } from '@google-cloud/firestore';
 import { parseEnv } from '../shared/env.js';
 import { jsonLogger } from '../shared/log.js';
 import { createApp } from './app.js';
+import { Credentials } from './auth.js';
 import { installRequestGuard } from './guard.js';
 
 export const FUNCTION_TARGET = 'macpool';
@@ -25,7 +26,8 @@ if (env.tokens.length === 0) {
 }
 // The framework reads every request body before the function runs; the guard refuses oversized, compressed,
 // unauthenticated and slow requests from their headers, before that (guard.ts says how it attaches).
-installRequestGuard({ tokens: env.tokens, log });
+const credentials = new Credentials(env.tokens);
+installRequestGuard({ credentials, log });
 const projectId = env.projectId ?? (env.emulatorHost ? DEV_PROJECT : undefined);
 const db = new Firestore(projectId === undefined ? {} : { projectId });
-ff.http(FUNCTION_TARGET, createApp({ db, env, log }));
+ff.http(FUNCTION_TARGET, createApp({ db, credentials, log }));

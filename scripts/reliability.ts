@@ -32,6 +32,7 @@ const FILES: Record<string, string> = {
   'test/integration/fuzz.test.ts': 'Hostile input',
   'test/integration/limits.test.ts': 'Limits',
   'test/integration/auth.test.ts': 'Auth',
+  'test/integration/roles.test.ts': 'Auth',
   'test/unit/auth-timing.test.ts': 'Auth',
   'test/integration/release.test.ts': 'Releases',
 };

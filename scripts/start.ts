@@ -52,15 +52,16 @@ async function main() {
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  const prefix = parsed.tokens.length > 0 ? '/t/$TOKEN' : '';
+  // With secrets configured, the cluster secret goes in the header (never in a URL path, S4).
+  const auth = parsed.tokens.length > 0 ? `-H "Authorization: Bearer $TOKEN" ` : '';
   console.log(`
 macpool is listening on ${base}
-  POST ${base}${prefix}/mutate-virtualmachines   (AdmissionReview v1 or v1beta1)
+  POST ${base}/mutate-virtualmachines   (AdmissionReview v1 or v1beta1)
   GET  ${base}/healthz
 
 Try it (allocates MACs for KubeVirt's multus example VM and prints the JSON Patch):
-  curl -s -X POST -H 'Content-Type: application/json' \\
-    --data-binary @examples/create-vm-multus.json ${base}${prefix}/mutate-virtualmachines \\
+  curl -s -X POST -H 'Content-Type: application/json' ${auth}\\
+    --data-binary @examples/create-vm-multus.json ${base}/mutate-virtualmachines \\
     | node -e 'const r=JSON.parse(require("fs").readFileSync(0)).response; console.log(r.allowed, Buffer.from(r.patch ?? "", "base64").toString())'
 `);
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ROLES, roleCredential } from './credentials.js';
 
 /** Cluster names are DNS labels, so they fit Firestore ids, log fields and URLs unchanged. */
 export const CLUSTER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -38,7 +39,10 @@ const EnvSchema = z.object({
   MACPOOL_TOKENS: z.string().optional(),
 });
 
-/** Parses `MACPOOL_TOKENS="clusterA=token1,clusterB=token2"`; a cluster may have several tokens (rotation). */
+/**
+ * Parses `MACPOOL_TOKENS="clusterA=token1,clusterB=token2"`: each cluster's secret, from which its role credentials
+ * are derived (shared/credentials.ts). A cluster may have several secrets (rotation).
+ */
 export function parseTokens(text: string): ClusterToken[] {
   const entries = text
     .split(',')
@@ -70,6 +74,19 @@ export function parseTokens(text: string): ClusterToken[] {
     tokens.push({ cluster, token });
   }
   if (tokens.length === 0) throw new EnvError('MACPOOL_TOKENS is set but lists no CLUSTER=TOKEN entry');
+  // A role credential copied from a webhook URL into the list would become a secret that holds every role.
+  const derived = new Map(
+    tokens.flatMap((t) => ROLES.map((role) => [roleCredential(t.token, role), { role, cluster: t.cluster }] as const)),
+  );
+  for (const [i, t] of tokens.entries()) {
+    const from = derived.get(t.token);
+    if (from !== undefined) {
+      throw new EnvError(
+        `MACPOOL_TOKENS entry ${i + 1} (cluster ${t.cluster}) is the ${from.role} credential derived from a token ` +
+          `of cluster ${from.cluster}, not a secret: list each cluster's secret only`,
+      );
+    }
+  }
   return tokens;
 }
 

@@ -4,6 +4,7 @@
  * (`terraform/modules/cluster/webhooks.tf`) renders the same objects and a unit test holds the two equal.
  */
 import { stringify } from 'yaml';
+import { type Role, roleCredential } from './credentials.js';
 import { NAMESPACE_OPT_LABEL as OPT_LABEL, OPT_IN_VALUE, OPT_OUT_VALUE } from './kubevirt.js';
 
 /** How namespaces are selected for MAC allocation (SPEC V9). */
@@ -34,7 +35,7 @@ export const WEBHOOK_PATHS = {
   reconcile: '/reconcile',
 } as const;
 
-/** A cluster token, carried as the path prefix `/t/<token>/` (SPEC S1). */
+/** A cluster secret (SPEC S1); webhook URLs carry credentials derived from it, never the secret itself (S4). */
 export const TOKEN_PATTERN = /^[A-Za-z0-9._~-]{16,256}$/;
 /** An https base URL without query, fragment or userinfo; the Terraform cluster module validates with the same regex. */
 export const FUNCTION_URL_PATTERN = /^https:\/\/[^/?#@\s]+(\/[^?#\s]*)?$/;
@@ -45,7 +46,7 @@ export const MAX_TIMEOUT_SECONDS = 30;
 export interface WebhookOptions {
   /** The function's base https URL, e.g. `https://macpool-abc123-uc.a.run.app`; one trailing slash is tolerated. */
   url: string;
-  /** The cluster's secret token. */
+  /** The cluster's secret token; each webhook URL carries the credential of its own role, derived from it. */
   token: string;
   /** Default `opt-out`. */
   optMode?: OptMode;
@@ -183,7 +184,8 @@ export function webhookConfigurations(o: WebhookOptions): {
   checkOptMode(optMode);
   checkTimeout(timeoutSeconds);
   checkToken(o.token);
-  const prefix = `${baseUrl(o.url)}/t/${o.token}`;
+  const base = baseUrl(o.url);
+  const url = (role: Role, path: string) => `${base}/t/${roleCredential(o.token, role)}${path}`;
   const metadata = (name: string): ObjectMeta => ({ name, labels: { [NAME_LABEL]: APP_NAME } });
   // A function, not a shared object: every webhook gets its own arrays.
   const common = (): CommonFields => ({
@@ -201,12 +203,13 @@ export function webhookConfigurations(o: WebhookOptions): {
   });
   const vmWebhook = (
     name: string,
+    role: Role,
     operations: RuleWithOperations['operations'],
     failurePolicy: 'Fail' | 'Ignore',
   ): MutatingWebhook => ({
     name,
     ...common(),
-    clientConfig: { url: prefix + WEBHOOK_PATHS.mutateVirtualMachines },
+    clientConfig: { url: url(role, WEBHOOK_PATHS.mutateVirtualMachines) },
     failurePolicy,
     namespaceSelector: { matchExpressions: [...runLevelExclusions(), optExpression(optMode)] },
     reinvocationPolicy: 'Never',
@@ -219,10 +222,12 @@ export function webhookConfigurations(o: WebhookOptions): {
       kind: 'MutatingWebhookConfiguration',
       metadata: metadata(MUTATING_CONFIGURATION_NAME),
       webhooks: [
-        // A VM must never be stored without the MAC it needs (SPEC F1).
-        vmWebhook(WEBHOOK_NAMES.mutateVirtualMachines, ['CREATE', 'UPDATE'], 'Fail'),
+        // A VM must never be stored without the MAC it needs (SPEC F1). Its URL shows in the errors users see
+        // when the call fails, so its credential admits CREATE and UPDATE only (S4).
+        vmWebhook(WEBHOOK_NAMES.mutateVirtualMachines, 'vm', ['CREATE', 'UPDATE'], 'Fail'),
         // Fail-open: a VM can always be deleted, even with the function unreachable; reconcile frees what is missed.
-        vmWebhook(WEBHOOK_NAMES.releaseVirtualMachines, ['DELETE'], 'Ignore'),
+        // Its own credential: the only webhook one that releases claims.
+        vmWebhook(WEBHOOK_NAMES.releaseVirtualMachines, 'release', ['DELETE'], 'Ignore'),
       ],
     },
     validating: {
@@ -233,7 +238,7 @@ export function webhookConfigurations(o: WebhookOptions): {
         {
           name: WEBHOOK_NAMES.syncNamespaces,
           ...common(),
-          clientConfig: { url: prefix + WEBHOOK_PATHS.validateNamespaces },
+          clientConfig: { url: url('namespace-sync', WEBHOOK_PATHS.validateNamespaces) },
           // Fail-open: namespace changes never wait on the function; reconcile resends every namespace's labels.
           failurePolicy: 'Ignore',
           // No opt term: the function must see a namespace's opt label change in both directions.
@@ -251,7 +256,7 @@ export function webhookConfigurations(o: WebhookOptions): {
         {
           name: WEBHOOK_NAMES.validateHyperConverged,
           ...common(),
-          clientConfig: { url: prefix + WEBHOOK_PATHS.validateHyperConverged },
+          clientConfig: { url: url('hyperconverged-sync', WEBHOOK_PATHS.validateHyperConverged) },
           // Fail-open: HyperConverged edits stay possible with the function down; they are then not synced.
           failurePolicy: 'Ignore',
           namespaceSelector: { matchExpressions: runLevelExclusions() },

@@ -266,3 +266,9 @@ variable "alert_notification_channels" {
     error_message = "Each notification channel must be a full name: projects/PROJECT/notificationChannels/ID."
   }
 }
+
+variable "exclude_request_logs" {
+  type        = bool
+  description = "Exclude the function's Cloud Run request logs (log run.googleapis.com/requests, whose URLs carry webhook credentials) from the project's _Default log bucket (SPEC S6). The function's own structured log line per request is kept either way."
+  default     = true
+}

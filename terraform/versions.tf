@@ -6,10 +6,6 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 6.0, < 8.0"
     }
-    google-beta = {
-      source  = "hashicorp/google-beta"
-      version = ">= 6.0, < 8.0"
-    }
     archive = {
       source  = "hashicorp/archive"
       version = ">= 2.4, < 3.0"

@@ -1,11 +1,14 @@
 import { createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { documentCount, type Harness, startFunction } from '../support/harness.js';
+import { webhookPaths } from '../support/credentials.js';
 import { example, macsOf, mutated, patchOf, review, vm } from '../support/fixtures.js';
 
 const MUTATE = '/mutate-virtualmachines';
 const TOKEN_A = 'token-for-cluster-a-0123456789';
 const TOKEN_B = 'token-for-cluster-b-9876543210';
+const A = webhookPaths(TOKEN_A);
+const B = webhookPaths(TOKEN_B);
 
 describe('HTTP interface and auth', () => {
   let h: Harness;
@@ -20,9 +23,13 @@ describe('HTTP interface and auth', () => {
   afterAll(async () => h.close());
 
   it.each([
-    { name: 'path prefix /t/<token>/', path: `/t/${TOKEN_A}${MUTATE}`, headers: {} },
-    { name: 'Authorization: Bearer', path: MUTATE, headers: { authorization: `Bearer ${TOKEN_A}` } },
-  ])('S1: a token as $name names the cluster', async ({ path, headers }) => {
+    { name: 'the VM webhook URL (its credential in the path)', path: A.mutateVirtualMachines, headers: {} },
+    {
+      name: 'the cluster secret as Authorization: Bearer',
+      path: MUTATE,
+      headers: { authorization: `Bearer ${TOKEN_A}` },
+    },
+  ])('S1, S4: $name names the cluster', async ({ path, headers }) => {
     const req = review('CREATE', vm(`s1-${path.length}`, 'ns', [{ name: 'default' }]));
     const res = await h.post(path, req, headers);
     expect(res.status).toBe(200);
@@ -36,6 +43,7 @@ describe('HTTP interface and auth', () => {
     { name: 'a truncated token', path: `/t/${TOKEN_A.slice(0, -1)}${MUTATE}`, headers: {} },
     { name: 'a token with a suffix', path: MUTATE, headers: { authorization: `Bearer ${TOKEN_A}x` } },
     { name: 'an empty path token', path: `/t/${MUTATE}`, headers: {} },
+    { name: 'the cluster secret in the path (S4)', path: `/t/${TOKEN_A}${MUTATE}`, headers: {} },
   ])('S1: $name gets 401 without saying which part failed, and nothing is written', async ({ path, headers }) => {
     const before = await documentCount(h.db);
     const res = await h.post(path, review('CREATE', vm('s1-denied', 'ns', [{ name: 'default' }])), headers);
@@ -53,11 +61,11 @@ describe('HTTP interface and auth', () => {
 
   it('S3 + V5: a MAC held in another cluster is denied without naming the holder', async () => {
     await h.post(
-      `/t/${TOKEN_A}${MUTATE}`,
+      A.mutateVirtualMachines,
       review('CREATE', vm('secret-vm', 'ns', [{ name: 'n', network: 'multus', mac: '02:00:00:00:5e:01' }])),
     );
     const res = await h.post(
-      `/t/${TOKEN_B}${MUTATE}`,
+      B.mutateVirtualMachines,
       review('CREATE', vm('b-vm', 'ns', [{ name: 'n', network: 'multus', mac: '02:00:00:00:5e:01' }])),
     );
     expect(res.body.response.status.message).toBe(
@@ -69,7 +77,7 @@ describe('HTTP interface and auth', () => {
     const req = review('CREATE', vm('big', 'ns', [{ name: 'default' }]));
     req.request.object.metadata.annotations = { padding: 'x'.repeat(3 * 1024 * 1024) };
     const before = await documentCount(h.db);
-    const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, req);
+    const res = await h.post(A.mutateVirtualMachines, req);
     expect(res.status).toBe(413);
     expect(res.body.error).toContain('over the limit of 3145728 bytes');
     expect(await documentCount(h.db)).toBe(before);
@@ -98,7 +106,7 @@ describe('HTTP interface and auth', () => {
     },
   ])('F2: $name is a 400 with a JSON error naming what is wrong', async ({ body, error }) => {
     const before = await documentCount(h.db);
-    const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, body);
+    const res = await h.post(A.mutateVirtualMachines, body);
     expect(res.status).toBe(400);
     expect(res.body.error).toContain(error);
     expect(await documentCount(h.db)).toBe(before);
@@ -117,7 +125,7 @@ describe('HTTP interface and auth', () => {
     'F2: $name sent as application/json is a 400 with a JSON error saying so, nothing written',
     async ({ body, error }) => {
       const before = await documentCount(h.db);
-      const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, body);
+      const res = await h.post(A.mutateVirtualMachines, body);
       expect(res.status).toBe(400);
       expect(res.body.error).toContain(error);
       expect(await documentCount(h.db)).toBe(before);
@@ -127,7 +135,7 @@ describe('HTTP interface and auth', () => {
   it.each(['text/plain', 'application/x-www-form-urlencoded', 'application/merge-patch+json'])(
     'F2: a body that is not JSON at all, sent as %s, is a 400 with a JSON error',
     async (type) => {
-      const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, 'this=is&not=json', { 'content-type': type });
+      const res = await h.post(A.mutateVirtualMachines, 'this=is&not=json', { 'content-type': type });
       expect(res.status).toBe(400);
       expect(res.body.error).toMatch(/^request body is not JSON \(.+\); expected a JSON object$/);
     },
@@ -135,14 +143,14 @@ describe('HTTP interface and auth', () => {
 
   it('a leading byte-order mark is not taken for part of the JSON', async () => {
     const req = review('CREATE', vm('bom', 'ns', [{ name: 'default' }]));
-    const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, `\uFEFF${JSON.stringify(req)}`);
+    const res = await h.post(A.mutateVirtualMachines, `\uFEFF${JSON.stringify(req)}`);
     expect(res.status).toBe(200);
     expect(res.body.response).toMatchObject({ uid: req.request.uid, allowed: true });
   });
 
   it('a valid AdmissionReview is served whatever content type it is sent as', async () => {
     const req = review('CREATE', vm('typed', 'ns', [{ name: 'default' }]));
-    const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, JSON.stringify(req), { 'content-type': 'text/plain' });
+    const res = await h.post(A.mutateVirtualMachines, JSON.stringify(req), { 'content-type': 'text/plain' });
     expect(res.status).toBe(200);
     expect(res.body.response).toMatchObject({ uid: req.request.uid, allowed: true });
   });
@@ -150,14 +158,14 @@ describe('HTTP interface and auth', () => {
   it('F2: other resources are allowed unchanged', async () => {
     const pod = review('CREATE', vm('p', 'ns', [{ name: 'default' }]));
     pod.request.resource = { group: '', version: 'v1', resource: 'pods' };
-    const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, pod);
+    const res = await h.post(A.mutateVirtualMachines, pod);
     expect(res.body.response).toEqual({ uid: pod.request.uid, allowed: true });
   });
 
   it('a malformed VirtualMachine is denied with the field that is wrong', async () => {
     const bad = review('CREATE', vm('bad', 'ns', [{ name: 'default' }]));
     bad.request.object.spec.template.spec.domain.devices.interfaces = 'eth0';
-    const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, bad);
+    const res = await h.post(A.mutateVirtualMachines, bad);
     expect(res.body.response.allowed).toBe(false);
     expect(res.body.response.status.code).toBe(422);
     expect(res.body.response.status.message).toContain('spec.template.spec.domain.devices.interfaces');
@@ -166,7 +174,7 @@ describe('HTTP interface and auth', () => {
   it('answers admission.k8s.io/v1beta1 in the same version and echoes the uid', async () => {
     const req = example('create-vm-masquerade');
     req.apiVersion = 'admission.k8s.io/v1beta1';
-    const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, req);
+    const res = await h.post(A.mutateVirtualMachines, req);
     expect(res.body).toMatchObject({
       apiVersion: 'admission.k8s.io/v1beta1',
       kind: 'AdmissionReview',
@@ -177,7 +185,7 @@ describe('HTTP interface and auth', () => {
 
   it('unknown paths are 404 and other methods 405', async () => {
     expect((await h.post(`/t/${TOKEN_A}/nope`, {})).status).toBe(404);
-    expect((await h.get(`/t/${TOKEN_A}${MUTATE}`)).status).toBe(405);
+    expect((await h.get(A.mutateVirtualMachines)).status).toBe(405);
   });
 
   it('GET /healthz is 200 when Firestore answers', async () => {
@@ -187,7 +195,7 @@ describe('HTTP interface and auth', () => {
   it('O1: one structured log line per request, with operation, namespace, name, MACs, outcome, duration and attempts', async () => {
     const before = h.logs.length;
     const req = review('CREATE', vm('o1', 'logs', [{ name: 'default' }]));
-    const res = await h.post(`/t/${TOKEN_A}${MUTATE}`, req);
+    const res = await h.post(A.mutateVirtualMachines, req);
     expect(h.logs.length).toBe(before + 1);
     const line = h.logs.at(-1)!;
     expect(line).toMatchObject({

@@ -6,7 +6,9 @@
  * to heal but what the requests that died with the process left.
  */
 import { randomUUID } from 'node:crypto';
+import { ROLES, roleCredential } from '../../shared/credentials.js';
 import { afterAll, describe, expect, it } from 'vitest';
+import { reconcileHeaders } from '../support/credentials.js';
 import { emulatorHost, testDb } from '../support/harness.js';
 import {
   allowed,
@@ -45,7 +47,7 @@ describe('several function processes on one pool', () => {
     processes.push(p);
     expect(await waitForHealthy(p)).toBe(true);
     serving.set(id, p);
-    return `${p.url}/t/${token}`;
+    return p.url;
   };
 
   afterAll(async () => {
@@ -60,6 +62,7 @@ describe('several function processes on one pool', () => {
         Array.from({ length: INSTANCES }, async (_, i) => ({
           id: `p${i}`,
           url: await serve(`p${i}`),
+          secret: token,
           alive: true,
           inflight: 0,
         })),
@@ -128,7 +131,7 @@ describe('several function processes on one pool', () => {
 
       const reconcile = await fetch(`${endpoints[0]!.url}/reconcile`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...reconcileHeaders(token) },
         body: JSON.stringify(fleet.inventory()),
       });
       expect(reconcile.status).toBe(200);
@@ -145,7 +148,8 @@ describe('several function processes on one pool', () => {
       expect(after.duplicates).toEqual([]);
 
       // S1: the token never reaches a log line, in any process.
-      for (const p of processes) expect(p.output()).not.toContain(token);
+      const credentials = [token, ...ROLES.map((role) => roleCredential(token, role))];
+      for (const p of processes) for (const c of credentials) expect(p.output()).not.toContain(c);
 
       note({
         area: 'Instances',
@@ -159,8 +163,8 @@ describe('several function processes on one pool', () => {
         outcome:
           `${failed.length} requests died with their process, every other one allowed; ${fleet.live.size} VMs ` +
           `stored, 0 duplicate MACs; ${fleet.repeatMismatches.length} repeats answered differently; the ` +
-          `reconcile healed ${report.healed}, bound ${report.rebound} again and kept ${report.skippedYoung} young claims, all from dead ` +
-          `requests, 0 collisions; token in 0 log lines`,
+          `reconcile healed ${report.healed}, bound ${report.rebound} again and kept ${report.skippedYoung} young ` +
+          `claims, all from dead requests, 0 collisions; secret and role credentials in 0 log lines`,
       });
     },
     180_000 * SCALE,

@@ -12,6 +12,8 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BODY_TIMEOUT_MS, HEADERS_TIMEOUT_MS } from '../../functions/guard.js';
 import { MAX_BODY_BYTES } from '../../functions/handler.js';
+import { ROLES, roleCredential } from '../../shared/credentials.js';
+import { reconcileHeaders, webhookPaths } from '../support/credentials.js';
 import { emulatorHost } from '../support/harness.js';
 import { example } from '../support/fixtures.js';
 import { jsonLines } from '../support/load.js';
@@ -19,7 +21,10 @@ import { type FunctionProcess, spawnFunction, waitForHealthy } from '../support/
 import { count, note } from '../support/record.js';
 
 const TOKEN = `limits-${randomUUID()}`;
-const MUTATE = `/t/${TOKEN}/mutate-virtualmachines`;
+const PATHS = webhookPaths(TOKEN);
+const MUTATE = PATHS.mutateVirtualMachines;
+const RECONCILE = reconcileHeaders(TOKEN);
+const CREDENTIALS = [TOKEN, ...ROLES.map((role) => roleCredential(TOKEN, role))];
 const MiB = 1024 * 1024;
 /** Node checks header and request deadlines once a second under the guard; allow for that and a busy machine. */
 const CUT_OFF_SLACK_MS = 2_500;
@@ -133,13 +138,13 @@ describe('the request guard in front of the framework (dist/ under the functions
     },
     {
       name: 'a reconcile inventory in an encoding the job never sends (br)',
-      head: () => post(`/t/${TOKEN}/reconcile`, { 'content-length': 1000, 'content-encoding': 'br' }),
+      head: () => post('/reconcile', { ...RECONCILE, 'content-length': 1000, 'content-encoding': 'br' }),
       status: 415,
       error: 'Content-Encoding br is not accepted on /reconcile; send gzip, deflate or no encoding',
     },
     {
       name: 'a declared reconcile inventory over 32 MiB',
-      head: () => post(`/t/${TOKEN}/reconcile`, { 'content-length': 33 * MiB }),
+      head: () => post('/reconcile', { ...RECONCILE, 'content-length': 33 * MiB }),
       status: 413,
       error: 'over the limit of 33554432 bytes',
     },
@@ -151,7 +156,7 @@ describe('the request guard in front of the framework (dist/ under the functions
     },
     {
       name: 'a deflate-compressed namespace webhook request',
-      head: () => post(`/t/${TOKEN}/validate-namespaces`, { 'content-length': 1000, 'content-encoding': 'deflate' }),
+      head: () => post(PATHS.syncNamespaces, { 'content-length': 1000, 'content-encoding': 'deflate' }),
       status: 415,
       error: 'Content-Encoding deflate',
     },
@@ -162,8 +167,32 @@ describe('the request guard in front of the framework (dist/ under the functions
       error: 'unauthorized',
     },
     {
-      name: 'a compressed inventory with a wrong token',
-      head: () => post(`/t/${TOKEN}x/reconcile`, { 'content-length': 1000, 'content-encoding': 'gzip' }),
+      name: 'a compressed inventory with a wrong credential',
+      head: () =>
+        post('/reconcile', {
+          authorization: `${RECONCILE.authorization}x`,
+          'content-length': 1000,
+          'content-encoding': 'gzip',
+        }),
+      status: 401,
+      error: 'unauthorized',
+    },
+    {
+      name: 'an inventory with the reconcile credential in the URL path (S4)',
+      head: () => post(`/t/${roleCredential(TOKEN, 'reconcile')}/reconcile`, { 'content-length': 1000 }),
+      status: 401,
+      error: 'unauthorized',
+    },
+    {
+      name: 'an inventory with the VM webhook credential as a header (S4)',
+      head: () =>
+        post('/reconcile', { authorization: `Bearer ${roleCredential(TOKEN, 'vm')}`, 'content-length': 1000 }),
+      status: 401,
+      error: 'unauthorized',
+    },
+    {
+      name: 'a webhook request with the cluster secret in the URL path (S4)',
+      head: () => post(`/t/${TOKEN}/mutate-virtualmachines`, { 'content-length': 1000 }),
       status: 401,
       error: 'unauthorized',
     },
@@ -231,16 +260,16 @@ describe('the request guard in front of the framework (dist/ under the functions
   });
 
   it('a gzip-compressed inventory is still inflated for /reconcile', async () => {
-    const res = await fetch(`${fn.url}/t/${TOKEN}/reconcile`, {
+    const res = await fetch(`${fn.url}/reconcile`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', ...RECONCILE },
       body: gzipSync(JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [], metadata: {} })),
     });
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ collisions: [] });
-    const broken = await fetch(`${fn.url}/t/${TOKEN}/reconcile`, {
+    const broken = await fetch(`${fn.url}/reconcile`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', ...RECONCILE },
       body: gzipSync('{"kind": "List", "items": ['),
     });
     expect(broken.status).toBe(400);
@@ -369,12 +398,12 @@ describe('the request guard in front of the framework (dist/ under the functions
     const refusals = lines.filter((l) => l.message === 'request refused' || l.message === 'unauthorized request');
     expect(refusals.length).toBeGreaterThanOrEqual(REFUSED_FROM_HEADERS.length + SLOW.length - 1);
     for (const l of refusals) expect(l).toMatchObject({ severity: 'WARNING', httpStatus: expect.any(Number) });
-    expect(fn.output()).not.toContain(TOKEN);
+    for (const c of CREDENTIALS) expect(fn.output()).not.toContain(c);
     note({
       area: 'Limits',
-      case: 'Refused from the headers alone: over 3 MiB (and 1 GiB, and 4 MiB with Expect: 100-continue), inventory over 32 MiB, gzip and deflate on webhook paths, br on /reconcile, no or wrong token, path not valid percent-encoding',
+      case: 'Refused from the headers alone: over 3 MiB (and 1 GiB, and 4 MiB with Expect: 100-continue), inventory over 32 MiB, gzip and deflate on webhook paths, br on /reconcile, no or wrong credential, the secret or the reconcile credential in the path, the VM credential on /reconcile, path not valid percent-encoding',
       runs: count(REFUSED_FROM_HEADERS.length, 'cases'),
-      outcome: `413 / 415 / 401 / 400 in under 1 s with no body byte sent, connection closed; a body of exactly 3 MiB served; ${refusals.length} log lines, 0 with the token`,
+      outcome: `413 / 415 / 401 / 400 in under 1 s with no body byte sent, connection closed; a body of exactly 3 MiB served; ${refusals.length} log lines, 0 with the secret or a role credential`,
     });
   });
 });

@@ -12,6 +12,7 @@ import { parse } from '@cdktf/hcl2json';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/emulator.js';
 import { example, patchOf } from '../support/fixtures.js';
+import { webhookPaths } from '../support/credentials.js';
 import { emulatorHost } from '../support/harness.js';
 import { ROOT } from '../support/process.js';
 
@@ -71,7 +72,7 @@ describe('the deployable archive', () => {
         if (!healthy) await new Promise((r) => setTimeout(r, 100));
       }
       expect(healthy).toBe(true);
-      const res = await fetch(`http://127.0.0.1:${port}/t/${token}/mutate-virtualmachines`, {
+      const res = await fetch(`http://127.0.0.1:${port}${webhookPaths(token).mutateVirtualMachines}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(example('create-vm-masquerade')),

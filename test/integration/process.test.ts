@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { webhookPaths } from '../support/credentials.js';
 import { emulatorHost } from '../support/harness.js';
 import { example, patchOf } from '../support/fixtures.js';
 import { spawnFunction, waitForHealthy } from '../support/process.js';
@@ -51,7 +52,7 @@ describe('the function process (built dist/ under the functions-framework CLI)',
         body: JSON.stringify(req),
       });
       expect(denied.status).toBe(401);
-      const res = await fetch(`${p.url}/t/${token}/mutate-virtualmachines`, {
+      const res = await fetch(`${p.url}${webhookPaths(token).mutateVirtualMachines}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(req),

@@ -1,66 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { documentCount, type Harness, startFunction } from '../support/harness.js';
-import { patchOf, review, vm } from '../support/fixtures.js';
+import { hcoReview, namespaceReview, patchOf, review, vm } from '../support/fixtures.js';
 
 const LABEL = 'mutatevirtualmachines.kubemacpool.io';
-
-function namespaceReview(
-  operation: 'CREATE' | 'UPDATE' | 'DELETE',
-  name: string,
-  labels: Record<string, string> | null,
-  oldLabels?: Record<string, string>,
-  dryRun = false,
-) {
-  const object = (l: Record<string, string> | null) => ({
-    apiVersion: 'v1',
-    kind: 'Namespace',
-    metadata: { name, uid: `ns-${name}`, ...(l ? { labels: l } : {}) },
-  });
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: randomUUID(),
-      kind: { group: '', version: 'v1', kind: 'Namespace' },
-      resource: { group: '', version: 'v1', resource: 'namespaces' },
-      name,
-      operation,
-      object: operation === 'DELETE' ? null : object(labels),
-      oldObject: operation === 'CREATE' ? null : object(oldLabels ?? labels),
-      dryRun,
-    },
-  };
-}
-
-function hcoReview(
-  operation: 'CREATE' | 'UPDATE',
-  range: Record<string, unknown> | undefined,
-  oldRange?: Record<string, unknown>,
-  dryRun = false,
-) {
-  const object = (r: Record<string, unknown> | undefined) => ({
-    apiVersion: 'hco.kubevirt.io/v1beta1',
-    kind: 'HyperConverged',
-    metadata: { name: 'kubevirt-hyperconverged', namespace: 'openshift-cnv' },
-    spec: { infra: {}, workloads: {}, ...(r ? { kubeMacPoolConfiguration: r } : {}) },
-  });
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: randomUUID(),
-      kind: { group: 'hco.kubevirt.io', version: 'v1beta1', kind: 'HyperConverged' },
-      resource: { group: 'hco.kubevirt.io', version: 'v1beta1', resource: 'hyperconvergeds' },
-      name: 'kubevirt-hyperconverged',
-      namespace: 'openshift-cnv',
-      operation,
-      object: object(range),
-      oldObject: operation === 'UPDATE' ? object(oldRange) : null,
-      dryRun,
-    },
-  };
-}
 
 describe('namespace sync (/validate-namespaces)', () => {
   let h: Harness;

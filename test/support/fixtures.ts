@@ -112,3 +112,60 @@ export function stored(request: any, response: any, uid: string = randomUUID()):
   if (!object.metadata.name) object.metadata.name = `vm-${uid.slice(0, 5)}`;
   return object;
 }
+
+/** A Namespace AdmissionReview, as the namespace sync webhook receives it. */
+export function namespaceReview(
+  operation: 'CREATE' | 'UPDATE' | 'DELETE',
+  name: string,
+  labels: Record<string, string> | null,
+  oldLabels?: Record<string, string>,
+  dryRun = false,
+) {
+  const object = (l: Record<string, string> | null) => ({
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name, uid: `ns-${name}`, ...(l ? { labels: l } : {}) },
+  });
+  return envelope(['', 'v1', 'Namespace', 'namespaces'], {
+    name,
+    operation,
+    object: operation === 'DELETE' ? null : object(labels),
+    oldObject: operation === 'CREATE' ? null : object(oldLabels ?? labels),
+    dryRun,
+  });
+}
+
+/** A HyperConverged AdmissionReview, as the HyperConverged sync webhook receives it. */
+export function hcoReview(
+  operation: 'CREATE' | 'UPDATE',
+  range: Record<string, unknown> | undefined,
+  oldRange?: Record<string, unknown>,
+  dryRun = false,
+) {
+  const object = (r: Record<string, unknown> | undefined) => ({
+    apiVersion: 'hco.kubevirt.io/v1beta1',
+    kind: 'HyperConverged',
+    metadata: { name: 'kubevirt-hyperconverged', namespace: 'openshift-cnv' },
+    spec: { infra: {}, workloads: {}, ...(r ? { kubeMacPoolConfiguration: r } : {}) },
+  });
+  return envelope(['hco.kubevirt.io', 'v1beta1', 'HyperConverged', 'hyperconvergeds'], {
+    name: 'kubevirt-hyperconverged',
+    namespace: 'openshift-cnv',
+    operation,
+    object: object(range),
+    oldObject: operation === 'UPDATE' ? object(oldRange) : null,
+    dryRun,
+  });
+}
+
+/** An admission.k8s.io/v1 AdmissionReview of one resource (group, version, kind, plural) around `request`. */
+function envelope(
+  [group, version, kind, resource]: [string, string, string, string],
+  request: Record<string, unknown>,
+) {
+  return {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: { uid: randomUUID(), kind: { group, version, kind }, resource: { group, version, resource }, ...request },
+  };
+}

@@ -10,6 +10,7 @@ import * as ff from '@google-cloud/functions-framework';
 import { getTestServer } from '@google-cloud/functions-framework/testing';
 import { inject } from 'vitest';
 import { createApp } from '../../functions/app.js';
+import { Credentials } from '../../functions/auth.js';
 import { fileBodyAsBytes, standInFront } from '../../functions/guard.js';
 import type { ClusterToken } from '../../shared/env.js';
 import type { Severity } from '../../shared/log.js';
@@ -65,7 +66,7 @@ export async function startFunction(options: HarnessOptions = {}): Promise<Harne
     name,
     createApp({
       db,
-      env: { tokens: options.tokens ?? [] },
+      credentials: new Credentials(options.tokens ?? []),
       log: (severity, message, fields = {}) => logs.push({ severity, message, ...fields }),
       ...(options.now ? { now: options.now } : {}),
       ...(options.randomBelow ? { randomBelow: options.randomBelow } : {}),

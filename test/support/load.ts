@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import type { Firestore } from '@google-cloud/firestore';
 import { ClaimDocSchema } from '../../shared/documents.js';
 import { canonicalMac } from '../../shared/mac.js';
+import { webhookPaths } from './credentials.js';
 import { type IfaceSpec, macsOf, mutated, patchOf, review, stored, vm } from './fixtures.js';
 
 export const MUTATE = '/mutate-virtualmachines';
@@ -26,10 +27,22 @@ export type Mix = Partial<Record<OpKind, number>>;
 /** A function instance the load may send to. */
 export interface Endpoint {
   readonly id: string;
-  /** Base URL, with the `/t/<token>` prefix when the instance wants one. */
+  /** Base URL of the instance. */
   url: string;
+  /**
+   * The cluster secret when the instance has one: requests then go to the webhook URLs generated for it, CREATE
+   * and UPDATE with the VM credential and DELETE with the release credential, as the API server sends them.
+   */
+  readonly secret?: string;
   alive: boolean;
   inflight: number;
+}
+
+/** The path an API server calls for an operation: the webhook URL of its role when the endpoint has a secret. */
+function webhookPath(endpoint: Endpoint, operation: string): string {
+  if (endpoint.secret === undefined) return MUTATE;
+  const paths = webhookPaths(endpoint.secret);
+  return operation === 'DELETE' ? paths.releaseVirtualMachines : paths.mutateVirtualMachines;
 }
 
 /** One request and what came back. */
@@ -271,7 +284,7 @@ export class Fleet {
     endpoint.inflight++;
     let ex: Exchange;
     try {
-      const res = await fetch(endpoint.url + MUTATE, {
+      const res = await fetch(endpoint.url + webhookPath(endpoint, req.request.operation), {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(req),

@@ -1,13 +1,15 @@
 /**
- * S1: the token check takes as long wherever the presented token sits among the configured ones, or when it
- * matches none, because every configured token is compared. Measured, not spied on: with 2,000 tokens a check
- * that stopped at the first match would be about a thousand times faster for the first token than for the last,
- * so a generous bound (3x) separates the two without depending on a quiet machine. What this cannot show is that
+ * S1: the credential check takes as long wherever the presented credential sits among the known ones (every
+ * secret and every role credential derived from it), or when it matches none, because every one is compared.
+ * Measured, not spied on: with 2,000 secrets (14,000 credentials) a check that stopped at the first match would be
+ * thousands of times faster for the first than for the last, so a generous bound (3x) separates the two without
+ * depending on a quiet machine. What this cannot show is that
  * each single comparison is constant-time; that rests on comparing fixed-length SHA-256 digests with
  * `crypto.timingSafeEqual` (functions/auth.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { clusterForToken } from '../../functions/auth.js';
+import { Credentials } from '../../functions/auth.js';
+import { roleCredential } from '../../shared/credentials.js';
 import type { ClusterToken } from '../../shared/env.js';
 import { count, note } from '../support/record.js';
 
@@ -17,17 +19,19 @@ const tokens: ClusterToken[] = Array.from({ length: N }, (_, i) => ({
   token: `token-${i.toString().padStart(6, '0')}-${'x'.repeat(24)}`,
 }));
 
-describe('clusterForToken compares every configured token (S1)', () => {
+const credentials = new Credentials(tokens);
+
+describe('Credentials.identify compares every known credential (S1)', () => {
   const positions = [
     { name: 'first', presented: tokens[0]!.token, cluster: 'c0' },
-    { name: 'middle', presented: tokens[N / 2]!.token, cluster: `c${N / 2}` },
-    { name: 'last', presented: tokens[N - 1]!.token, cluster: `c${N - 1}` },
+    { name: 'middle', presented: roleCredential(tokens[N / 2]!.token, 'vm'), cluster: `c${N / 2}` },
+    { name: 'last', presented: roleCredential(tokens[N - 1]!.token, 'reconcile'), cluster: `c${N - 1}` },
     { name: 'none', presented: `token-999999-${'y'.repeat(24)}`, cluster: undefined },
     { name: 'absent', presented: undefined, cluster: undefined },
   ];
 
-  it.each(positions)('names the right cluster for the $name token', ({ presented, cluster }) => {
-    expect(clusterForToken(tokens, presented)).toBe(cluster);
+  it.each(positions)('names the right cluster for the $name credential', ({ presented, cluster }) => {
+    expect(credentials.identify(presented)?.cluster).toBe(cluster);
   });
 
   it('takes the same time whether the match is first, middle, last or absent', () => {
@@ -36,7 +40,7 @@ describe('clusterForToken compares every configured token (S1)', () => {
       // Interleaved, so a noisy moment touches every position alike; the first rounds warm the JIT up.
       for (const p of positions) {
         const started = process.hrtime.bigint();
-        clusterForToken(tokens, p.presented);
+        credentials.identify(p.presented);
         const ns = Number(process.hrtime.bigint() - started);
         if (round >= 5) samples.get(p.name)!.push(ns);
       }
@@ -46,7 +50,9 @@ describe('clusterForToken compares every configured token (S1)', () => {
     expect(ratio).toBeLessThan(3);
     note({
       area: 'Auth',
-      case: `Token check time with ${N.toLocaleString('en-US')} configured tokens: match first, middle, last, none, no token`,
+      case:
+        `Credential check time with ${N.toLocaleString('en-US')} configured secrets (${(N * 7).toLocaleString('en-US')} ` +
+        'credentials with the derived ones): match first, middle, last, none, no credential',
       runs: count(20 * positions.length, 'timed checks'),
       outcome:
         `medians ${medians.map((m) => (m / 1e6).toFixed(2)).join(' / ')} ms, slowest/fastest ${ratio.toFixed(2)} ` +

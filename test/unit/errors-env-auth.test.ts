@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { bearerToken, clusterForToken, splitTokenPath } from '../../functions/auth.js';
+import { bearerToken, Credentials, presentedCredential, splitTokenPath } from '../../functions/auth.js';
+import { ROLES, roleCredential } from '../../shared/credentials.js';
 import { type DomainError, errorHttpCode, errorMessage } from '../../shared/errors.js';
 import { EnvError, parseEnv, parseTokens } from '../../shared/env.js';
 
@@ -107,6 +109,14 @@ describe('parseEnv', () => {
     expect(() => parseEnv(env)).toThrow(EnvError);
     expect(() => parseEnv(env)).toThrow(message);
   });
+  it('refuses a role credential listed as a secret: it would hold every role', () => {
+    const secret = '0123456789abcdef0123';
+    for (const role of ROLES) {
+      const env = { MACPOOL_TOKENS: `a=${secret},b=${roleCredential(secret, role)}` };
+      expect(() => parseEnv(env)).toThrow(`is the ${role} credential derived from a token of cluster a`);
+      expect(() => parseEnv(env)).toThrow(expect.objectContaining({ message: expect.not.stringContaining(secret) }));
+    }
+  });
   it('never echoes a token in its errors', () => {
     expect(() => parseEnv({ MACPOOL_TOKENS: 'a=secret/secret/secret' })).toThrow(
       expect.objectContaining({ message: expect.not.stringContaining('secret/') }),
@@ -129,7 +139,7 @@ describe('auth', () => {
     { presented: '', cluster: undefined },
     { presented: undefined, cluster: undefined },
   ])('token $presented -> cluster $cluster', ({ presented, cluster }) => {
-    expect(clusterForToken(tokens, presented)).toBe(cluster);
+    expect(new Credentials(tokens).identify(presented)?.cluster).toBe(cluster);
   });
   it.each([
     { path: '/t/abc/mutate-virtualmachines', token: 'abc', rest: '/mutate-virtualmachines' },
@@ -144,5 +154,70 @@ describe('auth', () => {
     expect(bearerToken('bearer abc ')).toBe('abc');
     expect(bearerToken('Basic abc')).toBeUndefined();
     expect(bearerToken(undefined)).toBeUndefined();
+  });
+});
+
+describe('role credentials (S4)', () => {
+  const secret = '0123456789abcdef0123456789abcdef';
+  it('are hex(sha256("macpool:v1:<role>:<secret>")), as Terraform and sha256sum compute them', () => {
+    // Pinned: a change to the derivation would orphan every webhook URL already registered in a cluster.
+    expect(roleCredential(secret, 'vm')).toBe(createHash('sha256').update(`macpool:v1:vm:${secret}`).digest('hex'));
+    expect(roleCredential('abcdefghijklmnop', 'reconcile')).toBe(
+      'faea3c4f714b654f9177e494964f40c8e4f2d4672bc61bce71048697d89b59b5',
+    );
+  });
+  it('differ by role and by secret, and match the token pattern', () => {
+    const all = ROLES.flatMap((role) => [roleCredential(secret, role), roleCredential(`${secret}x`, role)]);
+    expect(new Set(all).size).toBe(all.length);
+    for (const c of all) expect(c).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe('authorization by role and source (S4)', () => {
+  const secret = 'aaaaaaaaaaaaaaaa';
+  const rotated = 'cccccccccccccccc';
+  const credentials = new Credentials([
+    { cluster: 'a', token: secret },
+    { cluster: 'a', token: rotated },
+    { cluster: 'b', token: 'bbbbbbbbbbbbbbbb' },
+  ]);
+  const check = (value: string, source: 'path' | 'bearer', role: (typeof ROLES)[number], from: ('path' | 'bearer')[]) =>
+    credentials.authorize(credentials.identify(value), source, { role, from });
+  const both: ('path' | 'bearer')[] = ['path', 'bearer'];
+
+  it.each(ROLES.flatMap((role) => [secret, rotated].map((s) => ({ role, s }))))(
+    'the $role credential of secret $s acts for its cluster in its role, from the path or a header',
+    ({ role, s }) => {
+      expect(check(roleCredential(s, role), 'path', role, both)).toBe('a');
+      expect(check(roleCredential(s, role), 'bearer', role, both)).toBe('a');
+    },
+  );
+  it.each(ROLES.flatMap((held) => ROLES.filter((r) => r !== held).map((need) => ({ held, need }))))(
+    'the $held credential does not act as $need',
+    ({ held, need }) => {
+      expect(check(roleCredential(secret, held), 'path', need, both)).toBeUndefined();
+      expect(check(roleCredential(secret, held), 'bearer', need, both)).toBeUndefined();
+    },
+  );
+  it('a role confined to the header refuses its own credential in the path', () => {
+    expect(check(roleCredential(secret, 'reconcile'), 'path', 'reconcile', ['bearer'])).toBeUndefined();
+    expect(check(roleCredential(secret, 'reconcile'), 'bearer', 'reconcile', ['bearer'])).toBe('a');
+  });
+  it.each(ROLES)('the cluster secret holds %s as a Bearer header, never in the path', (role) => {
+    expect(check(secret, 'bearer', role, both)).toBe('a');
+    expect(check(rotated, 'bearer', role, ['bearer'])).toBe('a');
+    expect(check(secret, 'path', role, both)).toBeUndefined();
+  });
+  it('a credential of another cluster acts for that cluster only', () => {
+    expect(check(roleCredential('bbbbbbbbbbbbbbbb', 'vm'), 'path', 'vm', both)).toBe('b');
+  });
+  it('without configured secrets (emulator development) every request acts for cluster default', () => {
+    const open = new Credentials([]);
+    expect(open.authorize(undefined, undefined, { role: 'reconcile', from: ['bearer'] })).toBe('default');
+  });
+  it('presentedCredential takes the path first, else the Bearer header', () => {
+    expect(presentedCredential('p', 'Bearer h')).toEqual({ value: 'p', source: 'path' });
+    expect(presentedCredential(undefined, 'Bearer h')).toEqual({ value: 'h', source: 'bearer' });
+    expect(presentedCredential(undefined, 'Basic h')).toBeUndefined();
   });
 });

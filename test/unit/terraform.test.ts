@@ -1,12 +1,13 @@
 /**
  * Structure tests for terraform/: every .tf file is parsed with @cdktf/hcl2json (the JSON form of HCL, where blocks
  * are arrays and expressions are "${...}" strings). There is no terraform binary here, so the webhook resources are
- * rendered with a deliberately tiny evaluator (references, string templates, trimsuffix) and compared with
+ * rendered with a deliberately tiny evaluator (references, string templates, trimsuffix, sha256) and compared with
  * webhookConfigurations(); anything cleverer in that HCL fails the test instead of being skipped.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
 import { parse } from '@cdktf/hcl2json';
 import { describe, it, expect } from 'vitest';
 import { MAX_LIST_ENTRIES, validatePool } from '../../shared/usable.js';
@@ -18,6 +19,8 @@ import {
   webhookConfigurations,
   type WebhookOptions,
 } from '../../shared/webhooks.js';
+import { roleCredential } from '../../shared/credentials.js';
+import type { BlockSchema, NestedBlockSchema, SchemaFixture } from '../../scripts/terraform-schema.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Obj = { [key: string]: Json };
@@ -156,8 +159,8 @@ function onlyRegex(m: TfModule, variable: string, index = 0): RegExp {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// A tiny evaluator for the webhook HCL: var/local references, attribute and index access, string templates and
-// trimsuffix(). Unsupported syntax throws.
+// A tiny evaluator for the webhook HCL: var/local references, attribute and index access, string templates,
+// trimsuffix() and sha256(). Unsupported syntax throws.
 
 interface Scope {
   vars: Obj;
@@ -220,6 +223,11 @@ const FUNCTIONS: Record<string, (args: Json[]) => Json> = {
     if (typeof s !== 'string' || typeof suffix !== 'string') throw new Error('trimsuffix takes two strings');
     return s.endsWith(suffix) ? s.slice(0, s.length - suffix.length) : s;
   },
+  // Terraform's sha256(): the lower-case hex SHA-256 of the string's UTF-8 bytes.
+  sha256: ([s]) => {
+    if (typeof s !== 'string') throw new Error('sha256 takes a string');
+    return createHash('sha256').update(s, 'utf8').digest('hex');
+  },
 };
 
 function evaluateExpression(source: string, scope: Scope): Json {
@@ -236,7 +244,7 @@ function evaluateExpression(source: string, scope: Scope): Json {
   const expression = (): Json => {
     const t = take();
     let value: Json;
-    if (t.startsWith('"')) value = hclUnescape(t.slice(1, -1));
+    if (t.startsWith('"')) value = evaluateTemplate(hclUnescape(t.slice(1, -1)), scope);
     else if (/^\d+$/.test(t)) value = Number(t);
     else if (peek() === '(') {
       const fn = FUNCTIONS[t];
@@ -344,7 +352,9 @@ describe('terraform layout', () => {
   );
 
   it('pins provider ranges as the project agreed', () => {
-    for (const name of ['google', 'google-beta']) expect(root.requiredProviders[name]?.version).toBe('>= 6.0, < 8.0');
+    // google-beta is not required: no resource uses it.
+    expect(Object.keys(root.requiredProviders).sort()).toEqual(['archive', 'google', 'random']);
+    expect(root.requiredProviders.google?.version).toBe('>= 6.0, < 8.0');
     expect(cluster.requiredProviders).toEqual({
       kubernetes: { source: 'hashicorp/kubernetes', version: '>= 2.30, < 4.0' },
     });
@@ -593,6 +603,40 @@ describe('terraform root module (Google Cloud)', () => {
     expect(root.outputs.function_url?.depends_on).toEqual(['${google_cloud_run_v2_service_iam_member.public}']);
   });
 
+  it("S6: keeps the function's request logs (URLs with credentials) out of the _Default bucket, unless turned off", () => {
+    const exclusion = resource(root, 'google_logging_project_exclusion', 'request_logs');
+    expect(exclusion.count).toBe('${var.exclude_request_logs ? 1 : 0}');
+    expect(root.variables.exclude_request_logs).toMatchObject({ type: '${bool}', default: true });
+    const filter = String(exclusion.filter)
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
+    // Lines of a logging filter are ANDed: exactly the request log of exactly this function's service.
+    expect(filter).toEqual([
+      'resource.type="cloud_run_revision"',
+      'resource.labels.service_name="${var.function_name}"',
+      'log_id("run.googleapis.com/requests")',
+    ]);
+    // The metrics read the function's own lines (stdout), which the exclusion leaves alone.
+    expect(resource(root, 'google_logging_metric', 'events').filter).not.toContain('run.googleapis.com/requests');
+  });
+
+  it('releases Firestore security rules that deny every mobile and web client request', () => {
+    const ruleset = resource(root, 'google_firebaserules_ruleset', 'firestore');
+    const file = one(one(ruleset.source).files);
+    expect(file).toEqual({ name: 'firestore.rules', content: '${file("${path.module}/firestore.rules")}' });
+    const rules = readFileSync(join(TERRAFORM_DIR, 'firestore.rules'), 'utf8').replace(/\/\/.*$/gm, '');
+    expect(rules).toMatch(/^\s*rules_version = '2';/);
+    // One match over every document, and nothing but a denial.
+    expect([...rules.matchAll(/\ballow\b[^;]*;/g)].map((m) => m[0])).toEqual(['allow read, write: if false;']);
+    expect(rules).toMatch(/match \/databases\/\{database\}\/documents \{\s*match \/\{document=\*\*\} \{/);
+    expect(resource(root, 'google_firebaserules_release', 'firestore')).toMatchObject({
+      name: 'cloud.firestore',
+      ruleset_name: 'projects/${var.project_id}/rulesets/${google_firebaserules_ruleset.firestore.name}',
+    });
+    expect(String(root.locals.services)).toContain('"firebaserules.googleapis.com"');
+  });
+
   it.each([
     { name: 'allocations', event: 'mac-allocated', flag: 'enable_allocation_metric' },
     { name: 'range-full', event: 'range-full', flag: 'enable_range_full_metric' },
@@ -614,11 +658,12 @@ describe('terraform root module (Google Cloud)', () => {
     expect(root.variables.enable_alerts?.default).toBe(false);
   });
 
-  it('marks outputs that carry tokens sensitive', () => {
+  it('marks outputs that carry secrets or credentials sensitive; the cluster module builds the URLs', () => {
     expect(Object.keys(root.outputs)).toEqual(
-      expect.arrayContaining(['function_url', 'webhook_urls', 'cluster_tokens', 'service_account_email']),
+      expect.arrayContaining(['function_url', 'cluster_tokens', 'service_account_email']),
     );
-    expect(root.outputs.webhook_urls?.sensitive).toBe(true);
+    expect(root.outputs).not.toHaveProperty('webhook_urls');
+    expect(cluster.outputs.webhook_urls?.sensitive).toBe(true);
     expect(root.outputs.cluster_tokens?.sensitive).toBe(true);
     expect(root.outputs.function_url?.value).toBe('${google_cloudfunctions2_function.macpool.service_config[0].uri}');
   });
@@ -833,7 +878,7 @@ describe('terraform cluster module (Kubernetes)', () => {
     ]);
   });
 
-  it('runs reconcile on a schedule, one at a time, with the URL and token from its Secret', () => {
+  it('runs reconcile on a schedule, one at a time, with the URL and its reconcile credential (a header) from its Secret', () => {
     const cron = resource(cluster, 'kubernetes_cron_job_v1', 'reconcile');
     const spec = one(cron.spec);
     expect(spec).toMatchObject({ schedule: '${var.schedule}', concurrency_policy: 'Forbid' });
@@ -845,13 +890,258 @@ describe('terraform cluster module (Kubernetes)', () => {
     expect(container.image).toBe('${var.image}');
     expect(container.command).toEqual(['/bin/sh', '-c', '${local.reconcile_script}']);
     expect(String(cluster.locals.reconcile_script).trim()).toBe(
-      `set -o pipefail\nkubectl get virtualmachines,namespaces -A -o json | gzip -c | curl -sS --fail-with-body -X POST -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @- "$MACPOOL_URL/t/$MACPOOL_TOKEN/reconcile"`,
+      `set -o pipefail\nkubectl get virtualmachines,namespaces -A -o json | gzip -c | curl -sS --fail-with-body -X POST -H "Authorization: Bearer $MACPOOL_RECONCILE_TOKEN" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @- "$MACPOOL_URL/reconcile"`,
     );
     expect(one(one(container.env_from).secret_ref).name).toBe('${kubernetes_secret_v1.macpool.metadata[0].name}');
     const secret = resource(cluster, 'kubernetes_secret_v1', 'macpool');
-    expect(secret.data).toEqual({ MACPOOL_URL: '${trimsuffix(var.function_url, "/")}', MACPOOL_TOKEN: '${var.token}' });
+    expect(secret.data).toEqual({
+      MACPOOL_URL: '${local.base_url}',
+      MACPOOL_RECONCILE_TOKEN: '${local.credentials.reconcile}',
+    });
+    // S4: the Secret holds the reconcile credential as the function derives it, never the cluster secret.
+    const scope = scopeFor(cluster, { function_url: 'https://macpool-abc123-uc.a.run.app/', token: 'ab'.repeat(16) });
+    expect(evaluate(secret.data ?? null, scope)).toEqual({
+      MACPOOL_URL: 'https://macpool-abc123-uc.a.run.app',
+      MACPOOL_RECONCILE_TOKEN: roleCredential('ab'.repeat(16), 'reconcile'),
+    });
     expect(one(resource(cluster, 'kubernetes_namespace_v1', 'macpool').metadata).name).toBe('${var.namespace}');
     expect(cluster.variables.token?.sensitive).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The provider schemas: test/fixtures/terraform-schema.json, extracted by scripts/terraform-schema.ts from the
+// @cdktf provider packages (`npm run terraform-schema` regenerates it).
+
+const SCHEMA = JSON.parse(
+  readFileSync(join(TERRAFORM_DIR, '..', 'test', 'fixtures', 'terraform-schema.json'), 'utf8'),
+) as SchemaFixture;
+
+/** Meta-arguments Terraform itself takes in every resource, data source or provider block. */
+const META: Record<'resource' | 'data' | 'provider', readonly string[]> = {
+  resource: ['count', 'for_each', 'depends_on', 'provider', 'lifecycle', 'provisioner', 'connection'],
+  data: ['count', 'for_each', 'depends_on', 'provider', 'lifecycle'],
+  provider: ['alias'],
+};
+
+const isBlockList = (v: Json | undefined): v is Obj[] => Array.isArray(v) && v.every(isObj);
+
+/**
+ * What is wrong with a block body against its schema: unknown names, required ones missing, a block written as an
+ * attribute or the other way round, a computed-only attribute set, a single block repeated. hcl2json writes
+ * `x { ... }` and `x = [{ ... }]` alike, so an attribute that holds objects cannot be told from a block.
+ */
+function schemaProblems(body: Obj, schema: BlockSchema, where: string, meta: readonly string[] = []): string[] {
+  const problems: string[] = [];
+  const known = () => [...Object.keys(schema.attributes), ...Object.keys(schema.blocks)].sort().join(', ');
+  const nested = (name: string, bodies: Obj[], block: NestedBlockSchema) => {
+    if (block.nesting === 'single' && bodies.length > 1) {
+      problems.push(`${where}.${name}: at most one ${name} block is allowed, found ${bodies.length}`);
+    }
+    bodies.forEach((b, i) => problems.push(...schemaProblems(b, block, `${where}.${name}[${i}]`)));
+  };
+  const dynamic = new Set<string>();
+  for (const [name, value] of Object.entries(body)) {
+    if (meta.includes(name)) continue;
+    if (name === 'dynamic') {
+      for (const [label, specs] of Object.entries(obj(value, `${where}.dynamic`))) {
+        const block = schema.blocks[label];
+        if (block === undefined) {
+          problems.push(`${where}: dynamic "${label}" is not a block of this type; its blocks are ${known()}`);
+          continue;
+        }
+        dynamic.add(label);
+        for (const spec of blocks(specs)) nested(label, blocks(spec.content), block);
+      }
+      continue;
+    }
+    const attribute = schema.attributes[name];
+    const block = schema.blocks[name];
+    if (attribute !== undefined) {
+      if (attribute.mode === 'computed') problems.push(`${where}.${name} is set by the provider and cannot be set`);
+      else if (attribute.objects !== true && isBlockList(value) && value.length > 0) {
+        problems.push(`${where}.${name} is an attribute: write ${name} = ..., not a ${name} { ... } block`);
+      }
+    } else if (block !== undefined) {
+      if (!isBlockList(value)) problems.push(`${where}.${name} is a block: write ${name} { ... }, not ${name} = ...`);
+      else nested(name, value, block);
+    } else problems.push(`${where}: unknown argument or block "${name}"; this type has ${known()}`);
+  }
+  for (const [name, a] of Object.entries(schema.attributes)) {
+    if (a.mode === 'required' && !(name in body)) problems.push(`${where}: required attribute ${name} is missing`);
+  }
+  for (const [name, b] of Object.entries(schema.blocks)) {
+    if (b.required && !(name in body) && !dynamic.has(name)) {
+      problems.push(`${where}: required block ${name} is missing`);
+    }
+  }
+  const lifecycle = blocks(body.lifecycle)[0];
+  const ignored = lifecycle?.ignore_changes;
+  for (const ref of Array.isArray(ignored) ? ignored : []) {
+    const first = /^\$\{([a-z0-9_]+)/.exec(String(ref))?.[1];
+    if (first === undefined || (!(first in schema.attributes) && !(first in schema.blocks))) {
+      problems.push(`${where}: lifecycle.ignore_changes names ${String(ref)}, which this type does not have`);
+    }
+  }
+  return problems;
+}
+
+/** Whether a version satisfies a Terraform constraint such as ">= 6.0, < 8.0" (operators = != > >= < <= ~>). */
+function satisfies(version: string, constraint: string): boolean {
+  const parts = (v: string) => v.split('.').map(Number);
+  const compare = (a: number[], b: number[]) => {
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      const d = (a[i] ?? 0) - (b[i] ?? 0);
+      if (d !== 0) return Math.sign(d);
+    }
+    return 0;
+  };
+  const v = parts(version);
+  return constraint.split(',').every((term) => {
+    const m = /^\s*(=|!=|>=|>|<=|<|~>)?\s*(\d+(?:\.\d+)*)\s*$/.exec(term);
+    if (m === null) throw new Error(`unsupported version constraint ${JSON.stringify(term)}`);
+    const [, op = '=', bound = ''] = m;
+    const b = parts(bound);
+    const c = compare(v, b);
+    switch (op) {
+      case '=':
+        return c === 0;
+      case '!=':
+        return c !== 0;
+      case '>':
+        return c > 0;
+      case '>=':
+        return c >= 0;
+      case '<':
+        return c < 0;
+      case '<=':
+        return c <= 0;
+      default: {
+        // ~> 1.2.3 allows >= 1.2.3, < 1.3; ~> 1.2 allows >= 1.2, < 2.
+        const upper = b.length > 1 ? [...b.slice(0, -2), (b.at(-2) ?? 0) + 1] : [(b[0] ?? 0) + 1];
+        return c >= 0 && compare(v, upper) < 0;
+      }
+    }
+  });
+}
+
+const where = (m: TfModule) => relative(TERRAFORM_DIR, m.dir) || 'root';
+
+describe('terraform against the provider schemas', () => {
+  const typesUsed = (kind: 'resources' | 'data') => [...new Set(modules.flatMap((m) => Object.keys(m[kind])))].sort();
+
+  it('has a schema for exactly the resource and data types the modules use (else run npm run terraform-schema)', () => {
+    expect(Object.keys(SCHEMA.resources).sort()).toEqual(typesUsed('resources'));
+    expect(Object.keys(SCHEMA.dataSources).sort()).toEqual(typesUsed('data'));
+  });
+
+  it.each(
+    modules.flatMap((m) =>
+      Object.entries(m.requiredProviders).map(([name, p]) => ({ name: `${where(m)}: ${name}`, provider: name, p })),
+    ),
+  )("$name: the schema's provider version is inside versions.tf's range", ({ provider, p }) => {
+    const schema = SCHEMA.providers[provider];
+    expect(schema, `no schema for provider ${provider}`).toBeDefined();
+    expect(schema!.package).toMatch(new RegExp(`^@cdktf/provider-${provider}@\\d`));
+    expect(satisfies(schema!.version, String(p.version)), `${schema!.version} against ${String(p.version)}`).toBe(true);
+  });
+
+  it.each(
+    modules.flatMap((m) =>
+      (['resources', 'data'] as const).flatMap((kind) =>
+        Object.entries(m[kind]).flatMap(([type, byName]) =>
+          Object.entries(byName).map(([name, body]) => ({
+            name: `${where(m)}: ${kind === 'data' ? 'data.' : ''}${type}.${name}`,
+            kind,
+            type,
+            body,
+          })),
+        ),
+      ),
+    ),
+  )('$name matches its provider schema', ({ name, kind, type, body }) => {
+    const schema = kind === 'data' ? SCHEMA.dataSources[type] : SCHEMA.resources[type];
+    expect(schema, `no schema for ${type}`).toBeDefined();
+    expect(schemaProblems(body, schema!, name, META[kind === 'data' ? 'data' : 'resource'])).toEqual([]);
+  });
+
+  it.each(
+    modules.flatMap((m) =>
+      Object.entries(m.providers).flatMap(([provider, configs]) =>
+        configs.map((body, i) => ({ name: `${where(m)}: provider ${provider} #${i + 1}`, provider, body })),
+      ),
+    ),
+  )('$name matches the provider configuration schema', ({ name, provider, body }) => {
+    const schema = SCHEMA.providers[provider];
+    expect(schema, `no schema for provider ${provider}`).toBeDefined();
+    expect(schemaProblems(body, schema!.config, name, META.provider)).toEqual([]);
+  });
+
+  describe('the checker itself', () => {
+    const webhook = SCHEMA.resources.kubernetes_mutating_webhook_configuration_v1!;
+    const good = (): Obj =>
+      structuredClone(resource(cluster, 'kubernetes_mutating_webhook_configuration_v1', 'macpool'));
+    const check = (body: Obj) => schemaProblems(body, webhook, 'w', META.resource);
+    it.each<{ name: string; change: (b: Obj) => void; problem: string }>([
+      {
+        name: 'an unknown attribute',
+        change: (b) => (b.colour = 'blue'),
+        problem: 'unknown argument or block "colour"',
+      },
+      {
+        name: 'a missing required block',
+        change: (b) => delete b.metadata,
+        problem: 'required block metadata is missing',
+      },
+      {
+        name: 'a missing required nested attribute',
+        change: (b) => delete blocks(b.webhook)[0]!.name,
+        problem: 'w.webhook[0]: required attribute name is missing',
+      },
+      {
+        name: 'a block written as an attribute',
+        change: (b) => (blocks(b.webhook)[0]!.client_config = { url: 'https://x' }),
+        problem: 'w.webhook[0].client_config is a block',
+      },
+      {
+        name: 'an attribute written as a block',
+        change: (b) => (blocks(b.webhook)[0]!.failure_policy = [{ value: 'Fail' }]),
+        problem: 'w.webhook[0].failure_policy is an attribute',
+      },
+      {
+        name: 'a computed-only attribute set',
+        change: (b) => (blocks(b.metadata)[0]!.uid = 'u'),
+        problem: 'w.metadata[0].uid is set by the provider',
+      },
+      {
+        name: 'a single block given twice',
+        change: (b) => (b.metadata = [...blocks(b.metadata), ...blocks(b.metadata)]),
+        problem: 'at most one metadata block',
+      },
+      {
+        name: 'ignore_changes naming nothing',
+        change: (b) => (b.lifecycle = [{ ignore_changes: ['${colour}'] }]),
+        problem: 'lifecycle.ignore_changes names ${colour}',
+      },
+    ])('reports $name', ({ change, problem }) => {
+      expect(check(good())).toEqual([]);
+      const body = good();
+      change(body);
+      expect(check(body).join('\n')).toContain(problem);
+    });
+
+    it.each([
+      { version: '6.50.0', constraint: '>= 6.0, < 8.0', ok: true },
+      { version: '8.0.0', constraint: '>= 6.0, < 8.0', ok: false },
+      { version: '5.9.9', constraint: '>= 6.0, < 8.0', ok: false },
+      { version: '2.38.0', constraint: '>= 2.30, < 4.0', ok: true },
+      { version: '2.7.1', constraint: '~> 2.2', ok: true },
+      { version: '3.0.0', constraint: '~> 2.2', ok: false },
+      { version: '2.2.9', constraint: '~> 2.2.3', ok: true },
+      { version: '2.3.0', constraint: '~> 2.2.3', ok: false },
+    ])('$version satisfies "$constraint": $ok', ({ version, constraint, ok }) => {
+      expect(satisfies(version, constraint)).toBe(ok);
+    });
   });
 });
 

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { type Role, roleCredential } from '../../shared/credentials.js';
 import {
   OPT_MODES,
   WEBHOOK_NAMES,
@@ -43,17 +44,20 @@ describe('webhookConfigurations', () => {
   });
 
   it.each([
-    { name: 'bare host', base: url, prefix: `${url}/t/${token}` },
-    { name: 'trailing slash', base: `${url}/`, prefix: `${url}/t/${token}` },
-    { name: 'path prefix', base: `${url}/macpool`, prefix: `${url}/macpool/t/${token}` },
-  ])('puts the token in the path: $name', ({ base, prefix }) => {
+    { name: 'bare host', base: url, root: url },
+    { name: 'trailing slash', base: `${url}/`, root: url },
+    { name: 'path prefix', base: `${url}/macpool`, root: `${url}/macpool` },
+  ])("S4: each webhook URL carries its own role's credential, never the secret: $name", ({ base, root }) => {
     const urls = Object.fromEntries(allWebhooks({ url: base, token }).map((w) => [w.name, w.clientConfig.url]));
+    const at = (role: Role, path: string) => `${root}/t/${roleCredential(token, role)}${path}`;
     expect(urls).toEqual({
-      [WEBHOOK_NAMES.mutateVirtualMachines]: `${prefix}/mutate-virtualmachines`,
-      [WEBHOOK_NAMES.releaseVirtualMachines]: `${prefix}/mutate-virtualmachines`,
-      [WEBHOOK_NAMES.syncNamespaces]: `${prefix}/validate-namespaces`,
-      [WEBHOOK_NAMES.validateHyperConverged]: `${prefix}/validate-hyperconverged`,
+      [WEBHOOK_NAMES.mutateVirtualMachines]: at('vm', '/mutate-virtualmachines'),
+      [WEBHOOK_NAMES.releaseVirtualMachines]: at('release', '/mutate-virtualmachines'),
+      [WEBHOOK_NAMES.syncNamespaces]: at('namespace-sync', '/validate-namespaces'),
+      [WEBHOOK_NAMES.validateHyperConverged]: at('hyperconverged-sync', '/validate-hyperconverged'),
     });
+    expect(webhookConfigurationsYaml({ url: base, token })).not.toContain(token);
+    expect(new Set(Object.values(urls)).size).toBe(4);
   });
 
   it.each([

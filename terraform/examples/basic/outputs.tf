@@ -4,9 +4,12 @@ output "function_url" {
 }
 
 output "webhook_urls" {
-  description = "Per cluster, the webhook and reconcile URLs (sensitive: they contain tokens)."
-  value       = module.macpool.webhook_urls
-  sensitive   = true
+  description = "Per cluster, the URL of each webhook by role (sensitive: each carries its role's credential)."
+  value = {
+    cluster-a = module.cluster_a.webhook_urls
+    cluster-b = module.cluster_b.webhook_urls
+  }
+  sensitive = true
 }
 
 output "service_account_email" {

@@ -3,9 +3,19 @@ locals {
     "app.kubernetes.io/name" = "macpool"
   }
 
-  # The token travels as a path prefix: Kubernetes forbids query strings in webhook URLs, and managed control
-  # planes cannot add headers.
-  url_prefix = "${trimsuffix(var.function_url, "/")}/t/${var.token}"
+  base_url = trimsuffix(var.function_url, "/")
+
+  # Role credentials (SPEC S4; shared/credentials.ts): hex(sha256("macpool:v1:<role>:<secret>")). Each webhook URL
+  # carries its own role's credential as a path prefix (Kubernetes forbids query strings in webhook URLs, and
+  # managed control planes cannot add headers), so a URL that an API server error or log prints admits only its
+  # role. The secret itself never leaves Terraform state; the reconcile job gets its own credential.
+  credentials = {
+    vm                  = sha256("macpool:v1:vm:${var.token}")
+    release             = sha256("macpool:v1:release:${var.token}")
+    namespace_sync      = sha256("macpool:v1:namespace-sync:${var.token}")
+    hyperconverged_sync = sha256("macpool:v1:hyperconverged-sync:${var.token}")
+    reconcile           = sha256("macpool:v1:reconcile:${var.token}")
+  }
 
   opt_expressions = {
     "opt-out" = {
@@ -36,8 +46,9 @@ resource "kubernetes_secret_v1" "macpool" {
     labels    = local.labels
   }
 
+  # The reconcile credential, sent as a header: it reconciles, nothing else, and is never part of a URL.
   data = {
-    MACPOOL_URL   = trimsuffix(var.function_url, "/")
-    MACPOOL_TOKEN = var.token
+    MACPOOL_URL             = local.base_url
+    MACPOOL_RECONCILE_TOKEN = local.credentials.reconcile
   }
 }

@@ -4,10 +4,11 @@
 locals {
   reconcile_name = "macpool-reconcile"
   # pipefail: a failed kubectl fails the job instead of sending a partial list. gzip keeps 10,000 VMs (tens of
-  # MB of JSON) far below the 32 MiB request limit; the function inflates Content-Encoding: gzip.
+  # MB of JSON) far below the 32 MiB request limit; the function inflates Content-Encoding: gzip. The credential
+  # goes in the Authorization header: /reconcile refuses one in the URL (SPEC S4).
   reconcile_script = <<-EOT
     set -o pipefail
-    kubectl get virtualmachines,namespaces -A -o json | gzip -c | curl -sS --fail-with-body -X POST -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @- "$MACPOOL_URL/t/$MACPOOL_TOKEN/reconcile"
+    kubectl get virtualmachines,namespaces -A -o json | gzip -c | curl -sS --fail-with-body -X POST -H "Authorization: Bearer $MACPOOL_RECONCILE_TOKEN" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @- "$MACPOOL_URL/reconcile"
   EOT
 }
 

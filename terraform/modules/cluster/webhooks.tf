@@ -7,7 +7,8 @@ resource "kubernetes_mutating_webhook_configuration_v1" "macpool" {
     labels = local.labels
   }
 
-  # A VM must never be stored without the MAC it needs.
+  # A VM must never be stored without the MAC it needs. Its URL shows in the errors users see when the call fails:
+  # its credential admits VM CREATE and UPDATE only.
   webhook {
     name                      = "mutatevirtualmachines.kubemacpool.io"
     admission_review_versions = ["v1", "v1beta1"]
@@ -18,7 +19,7 @@ resource "kubernetes_mutating_webhook_configuration_v1" "macpool" {
     timeout_seconds           = var.timeout_seconds
 
     client_config {
-      url = "${local.url_prefix}/mutate-virtualmachines"
+      url = "${local.base_url}/t/${local.credentials.vm}/mutate-virtualmachines"
     }
 
     rule {
@@ -49,6 +50,7 @@ resource "kubernetes_mutating_webhook_configuration_v1" "macpool" {
   }
 
   # Fail-open: a VM can always be deleted, even with the function unreachable; reconcile frees what is missed.
+  # Its own credential: the only webhook one that releases claims.
   webhook {
     name                      = "releasevirtualmachines.kubemacpool.io"
     admission_review_versions = ["v1", "v1beta1"]
@@ -59,7 +61,7 @@ resource "kubernetes_mutating_webhook_configuration_v1" "macpool" {
     timeout_seconds           = var.timeout_seconds
 
     client_config {
-      url = "${local.url_prefix}/mutate-virtualmachines"
+      url = "${local.base_url}/t/${local.credentials.release}/mutate-virtualmachines"
     }
 
     rule {
@@ -107,7 +109,7 @@ resource "kubernetes_validating_webhook_configuration_v1" "macpool" {
     timeout_seconds           = var.timeout_seconds
 
     client_config {
-      url = "${local.url_prefix}/validate-namespaces"
+      url = "${local.base_url}/t/${local.credentials.namespace_sync}/validate-namespaces"
     }
 
     rule {
@@ -142,7 +144,7 @@ resource "kubernetes_validating_webhook_configuration_v1" "macpool" {
     timeout_seconds           = var.timeout_seconds
 
     client_config {
-      url = "${local.url_prefix}/validate-hyperconverged"
+      url = "${local.base_url}/t/${local.credentials.hyperconverged_sync}/validate-hyperconverged"
     }
 
     rule {
