@@ -5,11 +5,10 @@
  */
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Env, firestoreProject, parseEnv, parsePort } from '../shared/env.js';
-import { freePort, type RunningEmulator, startEmulator } from './emulator.js';
+import { freePort, listenProblem, type RunningEmulator, startEmulator } from './emulator.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const require = createRequire(import.meta.url);
@@ -18,15 +17,6 @@ const HEALTHY_WITHIN_MS = 30_000;
 /** A reason not to start, printed as one line. */
 class StartError extends Error {
   override readonly name = 'StartError';
-}
-
-/** Why the functions-framework could not listen on `port`, found by listening there the same way (every address). */
-function listenProblem(port: number): Promise<NodeJS.ErrnoException | undefined> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error));
-    probe.listen(port, () => probe.close(() => resolve(undefined)));
-  });
 }
 
 /** A port to suggest instead of a taken one: the first free one just above it, else any free one. */

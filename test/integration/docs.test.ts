@@ -14,7 +14,7 @@ import { DEV_PROJECT } from '../../shared/env.js';
 import { markdownFiles, outputMatches, results, script, shellBlocks, transcript } from '../support/docs.js';
 import { emulatorHost } from '../support/harness.js';
 import { ROOT } from '../support/process.js';
-import { bash, pastedEnvironment, start } from '../support/start.js';
+import { BANNER, bash, pastedEnvironment, start } from '../support/start.js';
 
 const DOCS_URL = 'http://localhost:8080';
 
@@ -43,7 +43,7 @@ describe('the runnable examples of the docs', () => {
       const p = await start({ env: { FIRESTORE_EMULATOR_HOST: emulatorHost() } });
       let run: Awaited<ReturnType<typeof bash>>;
       try {
-        await p.waitFor(/npx macpool status\n/);
+        await p.waitFor(BANNER);
         const pasted = pastedEnvironment(p.output());
         const local = (command: string) => command.replaceAll(DOCS_URL, `http://localhost:${p.port}`);
         run = await bash(`${pasted}\n${script(steps, local)}`, {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../support/process.js';
-import { bash, pastedEnvironment, start, tryCommand } from '../support/start.js';
+import { BANNER, bash, pastedEnvironment, start, tryCommand } from '../support/start.js';
 
 /** Every file of the work tree that a clone would have, uncommitted changes and new files included. */
 function cloneInto(dir: string): void {
@@ -58,7 +58,7 @@ describe('a fresh clone', () => {
     const p = await start({ cwd: dir, command: ['npm', 'start'], env: {} });
     let emulator = '';
     try {
-      await p.waitFor(/npx macpool status\n[\s\S]*mutate-virtualmachines \\\n.*\n/, 120_000);
+      await p.waitFor(BANNER, 120_000);
       const pasted = pastedEnvironment(p.output());
       expect(pasted).toMatch(/^export FIRESTORE_EMULATOR_HOST=127\.0\.0\.1:\d+ GOOGLE_CLOUD_PROJECT=macpool-dev$/);
       emulator = pasted.match(/FIRESTORE_EMULATOR_HOST=(\S+)/)![1]!;

@@ -4,27 +4,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../../scripts/emulator.js';
+import { freePort, listenProblem } from '../../scripts/emulator.js';
 import { emulatorHost } from '../support/harness.js';
-import { bash, pastedEnvironment, start, tryCommand } from '../support/start.js';
-
-const BANNER = /npx macpool status\n[\s\S]*mutate-virtualmachines \\\n.*\n/;
+import { BANNER, bash, pastedEnvironment, start, tryCommand } from '../support/start.js';
 
 /** Another program on the port, answering /healthz the way macpool would (the probe must not be fooled). */
 async function squatter(port: number): Promise<Server> {
   const server = createHttpServer((_req, res) => res.end('{"status":"ok"}'));
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return server;
-}
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.once('error', () => resolve(false));
-    probe.listen(port, () => probe.close(() => resolve(true)));
-  });
 }
 
 describe.concurrent('npm start: the port', () => {
@@ -41,7 +30,7 @@ describe.concurrent('npm start: the port', () => {
         /^error: port (\d+) is already in use by another process; choose another with PORT, for example: PORT=(\d+) npm start$/,
       );
       expect(match?.[1]).toBe(String(port));
-      expect(await canListen(Number(match![2]))).toBe(true);
+      expect(await listenProblem(Number(match![2]))).toBeUndefined();
       expect(p.output()).not.toMatch(/emulator|serving|listening|EADDRINUSE|\n\s+at /);
     } finally {
       other.close();

@@ -8,6 +8,8 @@ import { freePort } from '../../scripts/emulator.js';
 import { ROOT } from './process.js';
 
 export const START_SCRIPT = join(ROOT, 'dist', 'scripts', 'start.js');
+/** The banner, complete: up to the last line of the admission to try. */
+export const BANNER = /npx macpool status\n[\s\S]*mutate-virtualmachines \\\n.*\n/;
 
 export interface Started {
   readonly child: ChildProcess;
