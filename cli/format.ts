@@ -83,8 +83,11 @@ export function namespaceJson(view: NamespaceView): Record<string, unknown> {
   };
 }
 
-/** `macpool status` for people: one figure per line; a range or exclusion per line under its heading. */
-export function statusText(s: PoolStatus): string {
+/**
+ * `macpool status` for people: the Firestore it read (`target`), then one figure per line; a range or exclusion per
+ * line under its heading.
+ */
+export function statusText(s: PoolStatus, target: string): string {
   const r = s.inPool;
   const rangeLine = (x: PoolStatus['ranges'][number]) => {
     const dropped = [
@@ -96,6 +99,7 @@ export function statusText(s: PoolStatus): string {
   const listed = (heading: string, lines: string[]): [string, string][] =>
     lines.map((line, i) => [i === 0 ? heading : '', line]);
   const rows: [string, string][] = [
+    ['project', target],
     ...listed(s.ranges.length > 1 ? 'ranges' : 'range', s.ranges.map(rangeLine)),
     ...listed(
       'excluded',

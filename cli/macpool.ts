@@ -5,7 +5,8 @@
  * to Firestore directly: GOOGLE_CLOUD_PROJECT with Application Default Credentials, or with
  * FIRESTORE_EMULATOR_HOST for an emulator.
  *
- * Exit codes: 0 success; 1 failure, one line on stderr; 2 usage error, the message and the command's help.
+ * Exit codes: 0 success; 1 failure, one line on stderr; 2 usage error (including a value the command refuses), one
+ * line on stderr and one pointing at the command's --help.
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -91,8 +92,35 @@ const json = (cmd: Command) => globals(cmd).output === 'json';
 
 let store: Store | undefined;
 
-/** The pool's Firestore, opened on first use: commands that need none (help, webhook-config) work without it. */
-function openStore(): Store {
+/** The commands that write to Firestore: each names, on stderr, the project it writes to before it does. */
+const WRITING_COMMANDS = new Set([
+  'config set',
+  'namespace ignore',
+  'namespace allocate',
+  'namespace reset',
+  'claims release',
+  'reconcile',
+]);
+
+/** `claims release` for the command of that name: its path below the program. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/** The Firestore the CLI talks to, for people: `my-project`, or `macpool-dev on the Firestore emulator at HOST`. */
+function target(): string {
+  const host = process.env.FIRESTORE_EMULATOR_HOST;
+  const project = process.env.GOOGLE_CLOUD_PROJECT ?? '';
+  return host ? `${project} on the Firestore emulator at ${host}` : project;
+}
+
+/**
+ * The pool's Firestore, opened on first use: commands that need none (help, webhook-config) work without it.
+ * A command that writes says where first, so a wrong GOOGLE_CLOUD_PROJECT or emulator shows before it matters.
+ */
+function openStore(cmd: Command): Store {
   const projectId = process.env.GOOGLE_CLOUD_PROJECT;
   if (!projectId) {
     throw new Failure(
@@ -102,13 +130,16 @@ function openStore(): Store {
   }
   if (process.env.FIRESTORE_EMULATOR_HOST) process.env.METADATA_SERVER_DETECTION ??= 'none';
   process.env.FIRESTORE_ENABLE_TRACING ??= 'off';
+  if (store === undefined && WRITING_COMMANDS.has(commandPath(cmd))) {
+    info(cmd.opts().dryRun ? `dry run on project ${target()}: nothing is written` : `writing to project ${target()}`);
+  }
   store ??= new Store(new Firestore({ projectId }));
   return store;
 }
 
 /** Runs Firestore work under the `--timeout` deadline, so an unreachable Firestore fails in time, in one line. */
 function firestore<T>(cmd: Command, work: (store: Store) => Promise<T>): Promise<T> {
-  const s = openStore();
+  const s = openStore(cmd);
   const where = process.env.FIRESTORE_EMULATOR_HOST
     ? `the Firestore emulator at ${process.env.FIRESTORE_EMULATOR_HOST}`
     : `Firestore of project ${process.env.GOOGLE_CLOUD_PROJECT}`;
@@ -413,8 +444,15 @@ function statusCommand(program: Command): void {
       const result = await firestore(cmd, (s) => poolStatus(s, new Date()));
       if (!result.ok) throw new Failure(`${result.reason}; fix it with macpool config set`);
       for (const w of result.status.rangeWarnings) warn(w);
-      if (json(cmd)) return printJson(result.status);
-      out(statusText(result.status));
+      if (json(cmd)) {
+        const emulatorHost = process.env.FIRESTORE_EMULATOR_HOST;
+        return printJson({
+          project: process.env.GOOGLE_CLOUD_PROJECT,
+          ...(emulatorHost ? { emulatorHost } : {}),
+          ...result.status,
+        });
+      }
+      out(statusText(result.status, target()));
     });
 }
 
@@ -574,7 +612,7 @@ function reconcileCommand(program: Command): void {
       }
       const inputs = await Promise.all(o.filename.map(readJson));
       const inventory = parseInventory(inputs.length === 1 ? inputs[0] : inputs);
-      const s = openStore();
+      const s = openStore(cmd);
       // People at a terminal see a progress bar; pipes and logs get none.
       let bar: cliProgress.SingleBar | undefined;
       const onProgress = (done: number, total: number) => {
@@ -614,6 +652,21 @@ function reconcileCommand(program: Command): void {
     });
 }
 
+/**
+ * Wraps the action of an offline command whose every failure is a value it refuses (webhook-config): such a
+ * failure is a usage error, exit 2, like a value the option parsers refuse.
+ */
+function refusalsAreUsageErrors<A extends unknown[]>(action: (...args: A) => void): (...args: A) => void {
+  return (...args) => {
+    try {
+      action(...args);
+    } catch (error) {
+      if (error instanceof CommanderError) throw error;
+      (args.at(-1) as Command).error(`error: ${describeError(error)}`, USAGE);
+    }
+  };
+}
+
 /** The cluster's token: `--token`, else its first entry in MACPOOL_TOKENS (the function's own variable). */
 function clusterToken(cmd: Command, cluster: string, given: string | undefined): string {
   if (given !== undefined) return given;
@@ -633,6 +686,14 @@ function clusterToken(cmd: Command, cluster: string, given: string | undefined):
     );
   }
   return entry.token;
+}
+
+interface WebhookCommandOptions {
+  url: string;
+  cluster: string;
+  token?: string;
+  optMode: OptMode;
+  timeoutSeconds: number;
 }
 
 function webhookConfigCommand(program: Command): void {
@@ -664,7 +725,7 @@ function webhookConfigCommand(program: Command): void {
       ),
     )
     .action(
-      (o: { url: string; cluster: string; token?: string; optMode: OptMode; timeoutSeconds: number }, cmd: Command) => {
+      refusalsAreUsageErrors((o: WebhookCommandOptions, cmd: Command) => {
         const options: WebhookOptions = {
           url: o.url,
           token: clusterToken(cmd, o.cluster, o.token),
@@ -674,7 +735,7 @@ function webhookConfigCommand(program: Command): void {
         if (!json(cmd)) return out(webhookConfigurationsYaml(options));
         const { mutating, validating } = webhookConfigurations(options);
         printJson({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] });
-      },
+      }),
     );
 }
 
@@ -693,7 +754,6 @@ function buildProgram(): Command {
       writeOut: (s) => process.stdout.write(s),
       writeErr: (s) => process.stderr.write(s),
     })
-    .showHelpAfterError()
     .version(packageVersion())
     .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('table'))
     .addOption(
@@ -713,7 +773,14 @@ function buildProgram(): Command {
   claimsCommands(program);
   reconcileCommand(program);
   webhookConfigCommand(program);
+  pointUsageErrorsAtHelp(program);
   return program;
+}
+
+/** A usage error prints its message, then one line naming the command's --help rather than the whole help. */
+function pointUsageErrorsAtHelp(cmd: Command, path = cmd.name()): void {
+  cmd.showHelpAfterError(`run '${path} --help' for usage`);
+  for (const sub of cmd.commands) pointUsageErrorsAtHelp(sub, `${path} ${sub.name()}`);
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -721,7 +788,7 @@ async function main(argv: readonly string[]): Promise<number> {
     await buildProgram().parseAsync(argv);
     return 0;
   } catch (error) {
-    // Commander has printed the message and the help already; only --help and --version end with 0.
+    // Commander has printed the message and the pointer to --help already; only --help and --version end with 0.
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     process.stderr.write(`error: ${error instanceof Failure ? error.message : describeError(error)}\n`);
     return 1;

@@ -4,15 +4,13 @@
  */
 import * as ff from '@google-cloud/functions-framework';
 import { Firestore } from '@google-cloud/firestore';
-import { parseEnv } from '../shared/env.js';
+import { firestoreProject, parseEnv } from '../shared/env.js';
 import { jsonLogger } from '../shared/log.js';
 import { createApp } from './app.js';
 import { Credentials } from './auth.js';
 import { installRequestGuard } from './guard.js';
 
 export const FUNCTION_TARGET = 'macpool';
-/** Project id used against the emulator when none is configured. */
-export const DEV_PROJECT = 'macpool-dev';
 
 // macpool exports no traces; without this the client wraps every call in (no-op) OpenTelemetry spans.
 process.env.FIRESTORE_ENABLE_TRACING ??= 'off';
@@ -28,6 +26,6 @@ if (env.tokens.length === 0) {
 // unauthenticated and slow requests from their headers, before that (guard.ts says how it attaches).
 const credentials = new Credentials(env.tokens);
 installRequestGuard({ credentials, log });
-const projectId = env.projectId ?? (env.emulatorHost ? DEV_PROJECT : undefined);
+const projectId = firestoreProject(env);
 const db = new Firestore(projectId === undefined ? {} : { projectId });
 ff.http(FUNCTION_TARGET, createApp({ db, credentials, log }));

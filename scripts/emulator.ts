@@ -53,6 +53,15 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Why a server could not listen on `port` on every address (as the functions-framework listens); undefined if it can. */
+export function listenProblem(port: number): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error));
+    probe.listen(port, () => probe.close(() => resolve(undefined)));
+  });
+}
+
 /** Starts an emulator on a free (or given) port and waits until it answers. */
 export async function startEmulator(options: { port?: number; timeoutMs?: number } = {}): Promise<RunningEmulator> {
   const port = options.port ?? (await freePort());

@@ -6,6 +6,9 @@ export const CLUSTER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** Tokens travel in URL paths (`/t/<token>/...`), so only unreserved URL characters are allowed. */
 export const TOKEN = /^[A-Za-z0-9._~-]{16,256}$/;
 export const DEFAULT_CLUSTER = 'default';
+/** Project id used against the emulator when GOOGLE_CLOUD_PROJECT is not set. */
+export const DEV_PROJECT = 'macpool-dev';
+export const DEFAULT_PORT = 8080;
 
 export interface ClusterToken {
   readonly cluster: string;
@@ -24,13 +27,15 @@ export class EnvError extends Error {
   override readonly name = 'EnvError';
 }
 
+const PortSchema = z
+  .string()
+  .regex(/^\d+$/, 'must be a port number')
+  .transform(Number)
+  .refine((p) => p >= 1 && p <= 65535, 'must be between 1 and 65535')
+  .optional();
+
 const EnvSchema = z.object({
-  PORT: z
-    .string()
-    .regex(/^\d+$/, 'must be a port number')
-    .transform(Number)
-    .refine((p) => p >= 1 && p <= 65535, 'must be between 1 and 65535')
-    .optional(),
+  PORT: PortSchema,
   FIRESTORE_EMULATOR_HOST: z
     .string()
     .regex(/^[^\s/]+:\d+$/, 'must be HOST:PORT, e.g. 127.0.0.1:8080')
@@ -90,6 +95,23 @@ export function parseTokens(text: string): ClusterToken[] {
   return tokens;
 }
 
+function envError(error: z.ZodError, variable?: string): EnvError {
+  const issue = error.issues[0]!;
+  return new EnvError(`environment variable ${variable ?? String(issue.path[0])} ${issue.message}`);
+}
+
+/** PORT alone (default 8080), for `npm start`, which checks that the port is free before anything else. */
+export function parsePort(env: NodeJS.ProcessEnv = process.env): number {
+  const parsed = PortSchema.safeParse(env.PORT || undefined);
+  if (!parsed.success) throw envError(parsed.error, 'PORT');
+  return parsed.data ?? DEFAULT_PORT;
+}
+
+/** The Firestore project: GOOGLE_CLOUD_PROJECT, else the development project when talking to the emulator. */
+export function firestoreProject(env: Pick<Env, 'emulatorHost' | 'projectId'>): string | undefined {
+  return env.projectId ?? (env.emulatorHost === undefined ? undefined : DEV_PROJECT);
+}
+
 /**
  * Parses the function's environment once, at start. Refuses to start without tokens unless it talks to the
  * Firestore emulator: an open admission endpoint on the internet would let anyone claim and free MACs.
@@ -101,10 +123,7 @@ export function parseEnv(env: NodeJS.ProcessEnv = process.env): Env {
     GOOGLE_CLOUD_PROJECT: env.GOOGLE_CLOUD_PROJECT || undefined,
     MACPOOL_TOKENS: env.MACPOOL_TOKENS?.trim() || undefined,
   });
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new EnvError(`environment variable ${String(issue.path[0])} ${issue.message}`);
-  }
+  if (!parsed.success) throw envError(parsed.error);
   const e = parsed.data;
   const tokens = e.MACPOOL_TOKENS === undefined ? [] : parseTokens(e.MACPOOL_TOKENS);
   if (tokens.length === 0 && e.FIRESTORE_EMULATOR_HOST === undefined) {
@@ -115,7 +134,7 @@ export function parseEnv(env: NodeJS.ProcessEnv = process.env): Env {
     );
   }
   return {
-    port: e.PORT ?? 8080,
+    port: e.PORT ?? DEFAULT_PORT,
     emulatorHost: e.FIRESTORE_EMULATOR_HOST,
     projectId: e.GOOGLE_CLOUD_PROJECT,
     tokens,

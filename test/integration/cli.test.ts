@@ -94,6 +94,20 @@ async function data(db: Firestore, path: string): Promise<Record<string, any> | 
   return (await db.doc(path).get()).data();
 }
 
+/** The line a writing command prints on stderr first, naming the Firestore it writes to. */
+const writingTo = (project: string) => `writing to project ${project} on the Firestore emulator at ${emulatorHost()}`;
+
+/** A usage error: exit 2, nothing on stdout, the message, then one line naming the command's --help (not the help). */
+function expectUsageError(r: Result, command: string, message: string, lines = 2): void {
+  expect(r.code).toBe(2);
+  expect(r.stdout).toBe('');
+  const stderr = r.stderr.trimEnd().split('\n');
+  expect(stderr).toHaveLength(lines);
+  expect(stderr[0]).toMatch(/^error: /);
+  expect(r.stderr).toContain(message);
+  expect(stderr.at(-1)).toBe(`run '${command} --help' for usage`);
+}
+
 /** Lines of stderr that are not warnings or notes: a failure must be exactly one. */
 function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => l.startsWith('error:') || /^\s+at /.test(l));
@@ -336,6 +350,7 @@ describe('macpool status', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(
       [
+        `project       ${project} on the Firestore emulator at ${emulatorHost()}`,
         'range         02:00:00:00:05:00-02:00:00:00:05:ff (256 MACs)',
         'usable        256',
         'claimed       30 (pending 10, bound 20)',
@@ -353,6 +368,8 @@ describe('macpool status', () => {
   it('-o json: the same figures for scripts', async () => {
     const r = await macpool(['status', '-o', 'json'], { project });
     expect(JSON.parse(r.stdout)).toEqual({
+      project,
+      emulatorHost: emulatorHost(),
       ranges: [{ start: '02:00:00:00:05:00', end: '02:00:00:00:05:ff', size: 256, multicast: 0, universal: 0 }],
       excluded: [],
       usable: 256,
@@ -681,7 +698,8 @@ describe('macpool claims release', () => {
     const r = await macpool(['claims', 'release', '02:00:00:00:0d:99'], { project });
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(
-      'error: no claim for MAC 02:00:00:00:0d:99: nothing to release (macpool claims list shows the claims)\n',
+      `${writingTo(project)}\n` +
+        'error: no claim for MAC 02:00:00:00:0d:99: nothing to release (macpool claims list shows the claims)\n',
     );
     expect(await doc('02:00:00:00:0d:99')).toBeUndefined();
   });
@@ -923,10 +941,7 @@ describe.concurrent('macpool webhook-config', () => {
     },
   ])('without a token ($name) it is a usage error saying how to give one, and prints no token', async (c) => {
     const r = await macpool(['webhook-config', '--url', FUNCTION_URL], { env: c.env });
-    expect(r.code).toBe(2);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).toContain(c.message);
-    expect(r.stderr).toContain('Usage: macpool webhook-config');
+    expectUsageError(r, 'macpool webhook-config', c.message);
     expect(r.stderr).not.toContain(TOKEN);
   });
 
@@ -950,43 +965,182 @@ describe.concurrent('macpool webhook-config', () => {
       env: {},
       message: 'invalid timeoutSeconds 31',
     },
-  ])('refuses $name in one line, without echoing the token', async (c) => {
-    const r = await macpool(['webhook-config', '--url', FUNCTION_URL, ...c.args], { env: c.env });
-    expect(r.code).toBe(1);
-    expect(r.stderr.trimEnd().split('\n')).toEqual([expect.stringContaining(c.message)]);
-    expect(r.stderr).not.toContain('short-secret');
-    expect(r.stderr).not.toContain(TOKEN);
+  ])(
+    'refuses $name as a usage error (exit 2, one line and the pointer to --help), without echoing the token',
+    async (c) => {
+      const r = await macpool(['webhook-config', '--url', FUNCTION_URL, ...c.args], { env: c.env });
+      expectUsageError(r, 'macpool webhook-config', c.message);
+      expect(r.stderr).not.toContain('short-secret');
+      expect(r.stderr).not.toContain(TOKEN);
+    },
+  );
+});
+
+// Each test has its own project: they run side by side.
+describe.concurrent('the Firestore each command talks to', () => {
+  it.each([
+    { name: 'config set', args: ['config', 'set', '--cooldown-seconds', '60'] },
+    { name: 'namespace ignore', args: ['namespace', 'ignore', 'lab'] },
+    { name: 'namespace allocate', args: ['namespace', 'allocate', 'lab'] },
+    { name: 'namespace reset', args: ['namespace', 'reset', 'lab'] },
+    { name: 'claims release', args: ['claims', 'release', '02:00:00:00:0f:01'] },
+    {
+      name: 'reconcile',
+      args: ['reconcile', '-f', '-'],
+      // The VM that holds the seeded claim: an inventory without it would be refused (R8).
+      stdin: JSON.stringify({
+        kind: 'List',
+        items: [vm('vm-01', 'lab', [{ name: 'default', mac: '02:00:00:00:0f:01' }])],
+      }),
+    },
+  ])('$name names the project and the emulator on stderr, before it writes', async ({ args, stdin }) => {
+    const project = newProject();
+    await seed(testDb(project), { 'macs/02:00:00:00:0f:01': claim('02:00:00:00:0f:01', 'bound') });
+    const r = await macpool(args, { project, ...(stdin === undefined ? {} : { stdin }) });
+    expect(r.code).toBe(0);
+    expect(r.stderr.split('\n')[0]).toBe(writingTo(project));
+  });
+
+  it('a dry run names the project and says it writes nothing', async () => {
+    const project = newProject();
+    const r = await macpool(['reconcile', '-f', '-', '--dry-run'], { project, stdin: '{"kind":"List","items":[]}' });
+    expect(r.code).toBe(0);
+    expect(r.stderr.split('\n')[0]).toBe(
+      `dry run on project ${project} on the Firestore emulator at ${emulatorHost()}: nothing is written`,
+    );
+  });
+
+  it('against Google Cloud (no emulator) the line names the project alone', async () => {
+    const r = await macpool(['--timeout', '5', 'namespace', 'ignore', 'lab'], {
+      project: 'my-macpool',
+      env: { FIRESTORE_EMULATOR_HOST: '' },
+    });
+    expect(r.code).toBe(1); // no credentials here
+    expect(r.stderr.split('\n')[0]).toBe('writing to project my-macpool');
+  });
+
+  it.each([
+    { name: 'config get', args: ['config', 'get'] },
+    { name: 'config get settings', args: ['config', 'get', 'settings'] },
+    { name: 'namespace list', args: ['namespace', 'list'] },
+    { name: 'claims list', args: ['claims', 'list'] },
+  ])('$name reads only, and prints no such line', async ({ args }) => {
+    const r = await macpool(args, { project: newProject() });
+    expect(r.code).toBe(0);
+    expect(r.stderr).not.toContain('writing to');
+  });
+
+  it('status names the project and the emulator in its header, also for a project with nothing in it', async () => {
+    const project = newProject();
+    const r = await macpool(['status'], { project });
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe(`project       ${project} on the Firestore emulator at ${emulatorHost()}`);
+    expect(r.stdout).toContain('\nclaims        0 (pending 0, bound 0, released 0)\n');
   });
 });
 
 // Read-only or self-contained tests: they run side by side.
 describe.concurrent('exit codes, usage and help', () => {
   it.each([
-    { name: 'unknown command', args: ['frobnicate'], message: "unknown command 'frobnicate'" },
-    { name: 'unknown option', args: ['status', '--colour'], message: "unknown option '--colour'" },
-    { name: 'missing argument', args: ['namespace', 'ignore'], message: "missing required argument 'namespaces'" },
-    { name: 'missing subcommand', args: ['claims'], message: 'Usage: macpool claims' },
-    { name: 'bad output format', args: ['-o', 'yaml', 'status'], message: 'Allowed choices are table, json' },
+    { name: 'unknown command', args: ['frobnicate'], command: 'macpool', message: "unknown command 'frobnicate'" },
+    {
+      name: 'mistyped command',
+      args: ['stauts'],
+      command: 'macpool',
+      message: "unknown command 'stauts'\n(Did you mean status?)",
+      lines: 3,
+    },
+    {
+      name: 'unknown option',
+      args: ['status', '--colour'],
+      command: 'macpool status',
+      message: "unknown option '--colour'",
+    },
+    {
+      name: 'missing argument',
+      args: ['namespace', 'ignore'],
+      command: 'macpool namespace ignore',
+      message: "missing required argument 'namespaces'",
+    },
+    {
+      name: 'bad output format',
+      args: ['-o', 'yaml', 'status'],
+      command: 'macpool',
+      message: 'Allowed choices are table, json',
+    },
     {
       name: 'bad state',
       args: ['claims', 'list', '--state', 'gone'],
+      command: 'macpool claims list',
       message: 'Allowed choices are pending, bound, released',
     },
-    { name: 'bad limit', args: ['claims', 'list', '--limit', '0'], message: 'expected a whole number of 1 or more' },
-    { name: 'bad MAC', args: ['claims', 'release', '02:00'], message: 'expected a 48-bit MAC' },
-    { name: 'bad cluster name', args: ['namespace', 'list', '--cluster', 'East_1'], message: 'must be a DNS label' },
-    { name: 'bad namespace name', args: ['namespace', 'ignore', 'Lab'], message: 'must be a DNS label' },
-    { name: 'not a number', args: ['config', 'set', '--cooldown-seconds', 'ten'], message: 'expected a whole number' },
-    { name: 'nothing to set', args: ['config', 'set'], message: 'nothing to set' },
-    { name: 'half a range', args: ['config', 'set', '--range-start', '02:00:00:00:00:00'], message: 'go together' },
-    { name: 'no inventory', args: ['reconcile'], message: "required option '-f, --filename <file>' not specified" },
-    { name: 'stdin twice', args: ['reconcile', '-f', '-', '-f', '-'], message: 'standard input (-) can be read once' },
-  ])('$name: exit 2 with the message and the usage', async ({ args, message }) => {
+    {
+      name: 'bad limit',
+      args: ['claims', 'list', '--limit', '0'],
+      command: 'macpool claims list',
+      message: 'expected a whole number of 1 or more',
+    },
+    {
+      name: 'bad MAC',
+      args: ['claims', 'release', '02:00'],
+      command: 'macpool claims release',
+      message: 'expected a 48-bit MAC',
+    },
+    {
+      name: 'bad cluster name',
+      args: ['namespace', 'list', '--cluster', 'East_1'],
+      command: 'macpool namespace list',
+      message: 'must be a DNS label',
+    },
+    {
+      name: 'bad cluster name (webhook-config)',
+      args: ['webhook-config', '--url', FUNCTION_URL, '--token', TOKEN, '--cluster', 'East_1'],
+      command: 'macpool webhook-config',
+      message: 'must be a DNS label',
+    },
+    {
+      name: 'bad namespace name',
+      args: ['namespace', 'ignore', 'Lab'],
+      command: 'macpool namespace ignore',
+      message: 'must be a DNS label',
+    },
+    {
+      name: 'not a number',
+      args: ['config', 'set', '--cooldown-seconds', 'ten'],
+      command: 'macpool config set',
+      message: 'expected a whole number',
+    },
+    { name: 'nothing to set', args: ['config', 'set'], command: 'macpool config set', message: 'nothing to set' },
+    {
+      name: 'half a range',
+      args: ['config', 'set', '--range-start', '02:00:00:00:00:00'],
+      command: 'macpool config set',
+      message: 'go together',
+    },
+    {
+      name: 'no inventory',
+      args: ['reconcile'],
+      command: 'macpool reconcile',
+      message: "required option '-f, --filename <file>' not specified",
+    },
+    {
+      name: 'stdin twice',
+      args: ['reconcile', '-f', '-', '-f', '-'],
+      command: 'macpool reconcile',
+      message: 'standard input (-) can be read once',
+    },
+  ])('$name: exit 2, the message and one line pointing at --help', async ({ args, command, message, lines }) => {
     const r = await macpool(args);
+    expectUsageError(r, command, message, lines);
+    expect(r.stderr).not.toContain('Usage:');
+  });
+
+  it("a command group without its subcommand: exit 2 with the group's help, which lists the subcommands", async () => {
+    const r = await macpool(['claims']);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toContain(message);
-    expect(r.stderr).toContain('Usage: macpool');
+    expect(r.stderr).toMatch(/^Usage: macpool claims /);
+    expect(r.stderr).toMatch(/\n {2}list \[options\] +list claims/);
   });
 
   it('without GOOGLE_CLOUD_PROJECT a Firestore command fails with one line saying what to set', async () => {

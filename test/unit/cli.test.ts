@@ -148,9 +148,10 @@ describe('statusText', () => {
     outsidePool: 1,
   };
 
-  it('one figure per line; the unreadable line only when there are such claims', () => {
-    expect(statusText(status)).toBe(
+  it('the Firestore it read, then one figure per line; the unreadable line only when there are such claims', () => {
+    expect(statusText(status, 'macpool-dev on the Firestore emulator at 127.0.0.1:8085')).toBe(
       [
+        'project       macpool-dev on the Firestore emulator at 127.0.0.1:8085',
         'range         02:00:00:00:00:00-02:00:00:00:00:ff (256 MACs)',
         'usable        256',
         'claimed       3 (pending 1, bound 2)',
@@ -162,28 +163,32 @@ describe('statusText', () => {
         '',
       ].join('\n'),
     );
-    const withOther = statusText({
-      ...status,
-      inPool: { ...status.inPool, other: 2 },
-      claims: { ...status.claims, other: 2 },
-    });
+    const withOther = statusText(
+      { ...status, inPool: { ...status.inPool, other: 2 }, claims: { ...status.claims, other: 2 } },
+      'my-macpool',
+    );
+    expect(withOther).toMatch(/^project {7}my-macpool\n/);
     expect(withOther).toContain('\nunreadable    2 (claims with an unknown state: taken)\n');
     expect(withOther).toContain('released 3, unknown state 2)');
   });
 
   it('lists every range with what C5 drops from it, and every exclusion, one per line', () => {
-    const text = statusText({
-      ...status,
-      ranges: [
-        { start: 'aa:00:00:00:00:00', end: 'fc:ff:ff:ff:ff:ff', size: 92358976733184, multicast: 0, universal: 0 },
-        { start: '02:ff:ff:ff:ff:fe', end: '06:00:00:00:00:01', size: 3298534883332, multicast: 2, universal: 1 },
-      ],
-      excluded: [
-        { start: '02:00:00:00:00:10', end: '02:00:00:00:00:1f', size: 16 },
-        { start: '02:00:00:00:00:05', end: '02:00:00:00:00:05', size: 1 },
-      ],
-    });
-    expect(text.split('\n').slice(0, 5)).toEqual([
+    const text = statusText(
+      {
+        ...status,
+        ranges: [
+          { start: 'aa:00:00:00:00:00', end: 'fc:ff:ff:ff:ff:ff', size: 92358976733184, multicast: 0, universal: 0 },
+          { start: '02:ff:ff:ff:ff:fe', end: '06:00:00:00:00:01', size: 3298534883332, multicast: 2, universal: 1 },
+        ],
+        excluded: [
+          { start: '02:00:00:00:00:10', end: '02:00:00:00:00:1f', size: 16 },
+          { start: '02:00:00:00:00:05', end: '02:00:00:00:00:05', size: 1 },
+        ],
+      },
+      'p',
+    );
+    expect(text.split('\n').slice(0, 6)).toEqual([
+      'project       p',
       'ranges        aa:00:00:00:00:00-fc:ff:ff:ff:ff:ff (92358976733184 MACs)',
       '              02:ff:ff:ff:ff:fe-06:00:00:00:00:01 (3298534883332 MACs; never handed out: 2 multicast, 1 universally administered)',
       'excluded      02:00:00:00:00:10-02:00:00:00:00:1f (16 MACs)',
