@@ -124,34 +124,36 @@ export function localOnly(range: MacRange): boolean {
   return isLocallyAdministered(range.start) && isLocallyAdministered(range.end);
 }
 
-/** The usable intervals of one range: one per first octet that is unicast (and local, where C5 says so). */
-function usablePart(range: MacRange): MacRange[] {
+/** What C5 makes of the MACs of one first octet in a range: usable, or dropped and why. */
+function octetStanding(octet: bigint, local: boolean): 'usable' | 'multicast' | 'universal' {
+  if ((octet & 1n) === 1n) return 'multicast';
+  return local && (octet & 2n) === 0n ? 'universal' : 'usable';
+}
+
+/** The range cut at first-octet boundaries, each piece with what C5 makes of it. */
+function octetPieces(range: MacRange): { piece: MacRange; standing: ReturnType<typeof octetStanding> }[] {
   const local = localOnly(range);
-  const out: MacRange[] = [];
+  const out: { piece: MacRange; standing: ReturnType<typeof octetStanding> }[] = [];
   for (let octet = range.start >> 40n; octet <= range.end >> 40n; octet++) {
-    if ((octet & 1n) === 1n || (local && (octet & 2n) === 0n)) continue;
     const lo = octet << 40n;
     const start = range.start > lo ? range.start : lo;
     const end = range.end < (lo | OCTET_MASK) ? range.end : lo | OCTET_MASK;
-    out.push({ start: start as Mac, end: end as Mac });
+    out.push({ piece: { start: start as Mac, end: end as Mac }, standing: octetStanding(octet, local) });
   }
   return out;
 }
 
+/** The usable intervals of one range: one per first octet that is unicast (and local, where C5 says so). */
+function usablePart(range: MacRange): MacRange[] {
+  return octetPieces(range).flatMap((p) => (p.standing === 'usable' ? [p.piece] : []));
+}
+
 /** How many MACs of `range` C5 removes, and why (for warnings and `macpool status`). */
 export function rangeUsage(range: MacRange): RangeUsage {
-  let multicast = 0n;
-  let universal = 0n;
-  const local = localOnly(range);
-  for (let octet = range.start >> 40n; octet <= range.end >> 40n; octet++) {
-    const lo = octet << 40n;
-    const start = range.start > lo ? range.start : lo;
-    const end = range.end < (lo | OCTET_MASK) ? range.end : lo | OCTET_MASK;
-    const n = end - start + 1n;
-    if ((octet & 1n) === 1n) multicast += n;
-    else if (local && (octet & 2n) === 0n) universal += n;
-  }
-  return { range, size: range.end - range.start + 1n, multicast, universal, localOnly: local };
+  const dropped = { usable: 0n, multicast: 0n, universal: 0n };
+  for (const p of octetPieces(range)) dropped[p.standing] += p.piece.end - p.piece.start + 1n;
+  const { multicast, universal } = dropped;
+  return { range, size: range.end - range.start + 1n, multicast, universal, localOnly: localOnly(range) };
 }
 
 /** Sorted union of intervals, with overlapping and adjacent ones joined. */
