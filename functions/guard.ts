@@ -51,6 +51,9 @@ export const RECONCILE_BODY_TIMEOUT_MS = 120_000;
 export const CONNECTION_CHECK_INTERVAL_MS = 1_000;
 /** How often a chunked body's size is checked while it arrives. */
 const CHUNKED_POLL_MS = 10;
+/** How often, and for how long at most, a refused request's connection waits for its client to stop sending. */
+const LINGER_POLL_MS = 50;
+const LINGER_MAX_MS = 2_000;
 
 export interface GuardOptions {
   /** The configured credentials; none means unauthenticated development against the emulator (no 401s). */
@@ -250,7 +253,16 @@ function watchBody(
   });
 }
 
-/** Answers with a JSON error and closes the connection, so the rest of the body is never read. */
+/**
+ * Answers with a JSON error and closes the connection, so the rest of the body is never parsed.
+ *
+ * The close lingers: the answer is written (framed by its length, so the client can read it whole), what the client
+ * is still sending is read and dropped, and the connection is ended only once the client has stopped sending (two
+ * quiet polls) or after LINGER_MAX_MS. Closing at once would leave unread bytes in the kernel's receive buffer,
+ * which makes it send a reset, and a reset can discard the answer at the client before it reads it: the client
+ * would see a dropped connection instead of a 413 or 408. A client that keeps sending after it got its answer is
+ * read for at most LINGER_MAX_MS, into nothing.
+ */
 function respond(req: IncomingMessage, res: ServerResponse, r: Refusal): void {
   if (res.headersSent) {
     req.socket.destroy();
@@ -262,7 +274,20 @@ function respond(req: IncomingMessage, res: ServerResponse, r: Refusal): void {
     'content-length': Buffer.byteLength(body),
     connection: 'close',
   });
-  res.end(body, () => req.socket.destroy());
+  res.write(body);
+  req.resume();
+  const socket = req.socket;
+  const started = Date.now();
+  let last = socket.bytesRead;
+  let quiet = 0;
+  const poll = setInterval(() => {
+    quiet = socket.bytesRead === last ? quiet + 1 : 0;
+    last = socket.bytesRead;
+    if (quiet < 2 && Date.now() - started < LINGER_MAX_MS && !socket.destroyed) return;
+    clearInterval(poll);
+    res.end(() => socket.destroy());
+  }, LINGER_POLL_MS);
+  poll.unref();
 }
 
 /**
