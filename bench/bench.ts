@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Firestore } from '@google-cloud/firestore';
 import { freePort, startEmulator, type RunningEmulator } from '../scripts/emulator.js';
 import { formatMac, type Mac } from '../shared/mac.js';
-import { randomBelow } from '../shared/pool.js';
+import { randomBelow } from '../shared/engine.js';
 import { type PoolFields, validatePool } from '../shared/usable.js';
 
 // The same client setting as the function (functions/index.ts), so the bare create() floor is comparable.

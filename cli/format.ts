@@ -24,7 +24,17 @@ export function timestamp(date: Date): string {
 
 const OR_DASH = (text: string | undefined) => (text === undefined || text === '' ? '-' : text);
 
-export const CLAIM_HEADERS = ['MAC', 'STATE', 'CLUSTER', 'NAMESPACE', 'VM', 'INTERFACE', 'ORIGIN', 'UPDATED'] as const;
+export const CLAIM_HEADERS = [
+  'MAC',
+  'STATE',
+  'CLUSTER',
+  'NAMESPACE',
+  'KIND',
+  'NAME',
+  'INTERFACE',
+  'ORIGIN',
+  'UPDATED',
+] as const;
 
 export function claimRow(listed: ListedClaim): string[] {
   if ('problem' in listed) {
@@ -37,6 +47,7 @@ export function claimRow(listed: ListedClaim): string[] {
       '(invalid)',
       field('cluster'),
       field('namespace'),
+      listed.raw.kind === 'pod' ? 'pod' : 'vm',
       field('name'),
       field('interface'),
       field('origin'),
@@ -49,6 +60,7 @@ export function claimRow(listed: ListedClaim): string[] {
     stateText(c),
     c.cluster,
     c.namespace,
+    c.kind,
     OR_DASH(c.name),
     c.interface,
     c.origin,

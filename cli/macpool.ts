@@ -35,7 +35,7 @@ import {
 } from '../shared/admin.js';
 import { RANGE_DOC_PATH, SETTINGS_DOC_PATH, type Settings } from '../shared/config.js';
 import { withDeadline } from '../shared/deadline.js';
-import { CLAIM_STATES, type ClaimState } from '../shared/documents.js';
+import { CLAIM_STATES, type ClaimState, OWNER_KINDS, type OwnerKind } from '../shared/documents.js';
 import { CLUSTER_NAME, DEFAULT_CLUSTER, parseTokens } from '../shared/env.js';
 import { jsonLogger } from '../shared/log.js';
 import { formatMac, parseMac } from '../shared/mac.js';
@@ -471,7 +471,9 @@ function claimsCommands(program: Command): void {
     .description('list claims in MAC order, filtered by owner and state')
     .addOption(new Option('--cluster <name>', 'only claims of this cluster').argParser(clusterName))
     .addOption(new Option('--namespace <name>', 'only claims of this namespace').argParser(namespaceName))
-    .option('--vm <name>', 'only claims of the VM of this name')
+    .addOption(new Option('--kind <kind>', 'only claims of VMs, or of pods').choices(OWNER_KINDS))
+    .addOption(new Option('--vm <name>', 'only claims of the VM of this name').conflicts(['pod']))
+    .option('--pod <name>', 'only claims of the pod of this name')
     .addOption(new Option('--state <state>', 'only claims in this state').choices(CLAIM_STATES))
     .addOption(
       new Option('--limit <n>', 'list at most this many').argParser(positiveNumber).default(DEFAULT_CLAIMS_LIMIT),
@@ -481,17 +483,33 @@ function claimsCommands(program: Command): void {
       examples(
         '$ macpool claims list --cluster east --namespace lab --vm web-1',
         '$ macpool claims list --state pending -o json',
+        '$ macpool claims list --kind pod --namespace lab',
       ),
     )
     .action(
       async (
-        o: { cluster?: string; namespace?: string; vm?: string; state?: ClaimState; limit: number },
+        o: {
+          cluster?: string;
+          namespace?: string;
+          kind?: OwnerKind;
+          vm?: string;
+          pod?: string;
+          state?: ClaimState;
+          limit: number;
+        },
         cmd: Command,
       ) => {
+        // --vm and --pod name an owner of that kind; --kind says which kind when no name is given.
+        const kind = o.vm !== undefined ? 'vm' : o.pod !== undefined ? 'pod' : o.kind;
+        if (kind !== undefined && o.kind !== undefined && kind !== o.kind) {
+          cmd.error(`error: --kind ${o.kind} contradicts --${kind}: a ${kind} name lists ${kind} claims`, USAGE);
+        }
+        const name = o.vm ?? o.pod;
         const filter = {
           ...(o.cluster !== undefined ? { cluster: o.cluster } : {}),
           ...(o.namespace !== undefined ? { namespace: o.namespace } : {}),
-          ...(o.vm !== undefined ? { name: o.vm } : {}),
+          ...(kind !== undefined ? { kind } : {}),
+          ...(name !== undefined ? { name } : {}),
           ...(o.state !== undefined ? { state: o.state } : {}),
         };
         const list = await firestore(cmd, (s) => listClaims(s, filter, o.limit));

@@ -30,6 +30,7 @@ export const HEALTH_TIMEOUT_MS = 3_000;
 
 export const PATHS = {
   mutateVirtualMachines: '/mutate-virtualmachines',
+  mutatePods: '/mutate-pods',
   validateNamespaces: '/validate-namespaces',
   validateHyperConverged: '/validate-hyperconverged',
   reconcile: '/reconcile',
@@ -90,6 +91,7 @@ const WEBHOOK: readonly CredentialSource[] = ['path', 'bearer'];
 /** Operator paths never take a credential in the URL, which logs and error messages print (S4). */
 const HEADER_ONLY: readonly CredentialSource[] = ['bearer'];
 const VMS = 'kubevirt.io/virtualmachines';
+const PODS = '/pods';
 
 /**
  * Every path, who may call it and what runs (S4). A path may have several rows, one per role; for a review the
@@ -124,6 +126,34 @@ export const ROUTES: readonly Route[] = [
     role: 'vm',
     from: WEBHOOK,
     resource: VMS,
+    operations: ['DELETE'],
+    handle: allowWithoutRelease,
+  },
+  {
+    kind: 'admission',
+    path: PATHS.mutatePods,
+    role: 'pod',
+    from: WEBHOOK,
+    resource: PODS,
+    operations: ['CREATE', 'UPDATE', 'CONNECT'],
+    handle: admitPod,
+  },
+  {
+    kind: 'admission',
+    path: PATHS.mutatePods,
+    role: 'release',
+    from: WEBHOOK,
+    resource: PODS,
+    operations: ['DELETE'],
+    handle: admitPod,
+  },
+  {
+    // As for VMs: the pod webhook's URL is not secret, so a DELETE sent with its credential releases nothing.
+    kind: 'admission',
+    path: PATHS.mutatePods,
+    role: 'pod',
+    from: WEBHOOK,
+    resource: PODS,
     operations: ['DELETE'],
     handle: allowWithoutRelease,
   },
@@ -273,6 +303,17 @@ async function admitVm(deps: HandlerDeps, cluster: string, request: AdmissionReq
     severity,
     message,
     fields: { ...outcomeFields(outcome), ...(event !== undefined ? { event } : {}) },
+  };
+}
+
+async function admitPod(deps: HandlerDeps, cluster: string, request: AdmissionRequest): Promise<Answer> {
+  const outcome = await deps.pool.admitPod({ cluster, request });
+  const [severity, message, event] = describeOutcome(outcome);
+  return {
+    verdict: outcome.verdict,
+    severity,
+    message,
+    fields: { kind: 'pod', ...outcomeFields(outcome), ...(event !== undefined ? { event } : {}) },
   };
 }
 

@@ -4,7 +4,7 @@
  * `SettingsSchema`, `NamespaceDocSchema`), so the CLI never writes a document the function would refuse.
  */
 import { randomUUID } from 'node:crypto';
-import { FieldPath, type Query, Timestamp } from '@google-cloud/firestore';
+import { FieldPath, type Query, type QueryDocumentSnapshot, Timestamp } from '@google-cloud/firestore';
 import { releaseWrite, type Version } from './allocator.js';
 import {
   DEFAULT_SETTINGS,
@@ -24,6 +24,7 @@ import {
   COLLECTIONS,
   NamespaceDocSchema,
   namespacePath,
+  type OwnerKind,
 } from './documents.js';
 import { CLUSTER_NAME } from './env.js';
 import { NAMESPACE_OPT_LABEL, OPT_IN_VALUE, OPT_OUT_VALUE } from './kubevirt.js';
@@ -411,6 +412,8 @@ export interface ClaimFilter {
   readonly namespace?: string;
   readonly name?: string;
   readonly state?: ClaimState;
+  /** Whose claims: VMs' or pods'. */
+  readonly kind?: OwnerKind;
 }
 
 /** A claim document as listed: parsed, or the raw fields and why it does not parse. */
@@ -434,15 +437,39 @@ export async function listClaims(store: Store, filter: ClaimFilter, limit: numbe
   if (filter.namespace !== undefined) query = query.where('namespace', '==', filter.namespace);
   if (filter.name !== undefined) query = query.where('name', '==', filter.name);
   if (filter.state !== undefined) query = query.where('state', '==', filter.state);
-  const snap = await query.limit(limit + 1).get();
-  const claims = snap.docs.slice(0, limit).map((d): ListedClaim => {
-    const parsed = ClaimDocSchema.safeParse(d.data());
-    return parsed.success
-      ? { mac: d.id, claim: parsed.data }
-      : { mac: d.id, problem: describeIssues(parsed.error.issues), raw: d.data() };
-  });
-  if (snap.size <= limit) return { claims };
-  return { claims, matching: (await query.count().get()).data().count };
+  const listed = (docs: readonly QueryDocumentSnapshot[]) =>
+    docs.map((d): ListedClaim => {
+      const parsed = ClaimDocSchema.safeParse(d.data());
+      return parsed.success
+        ? { mac: d.id, claim: parsed.data }
+        : { mac: d.id, problem: describeIssues(parsed.error.issues), raw: d.data() };
+    });
+  if (filter.kind === 'pod') query = query.where('kind', '==', 'pod');
+  if (filter.kind !== 'vm') {
+    const snap = await query.limit(limit + 1).get();
+    const claims = listed(snap.docs.slice(0, limit));
+    if (snap.size <= limit) return { claims };
+    return { claims, matching: (await query.count().get()).data().count };
+  }
+  // VM claims written before claims recorded their kind have no `kind` field, which no filter can match: page
+  // through the others and leave out the pods' (`kind: pod` is always written). The count subtracts theirs.
+  const claims: ListedClaim[] = [];
+  let more = false;
+  for (let page = query.limit(Math.max(limit + 1, 100)); ;) {
+    const snap = await page.get();
+    for (const claim of listed(snap.docs)) {
+      if ('claim' in claim && claim.claim.kind === 'pod') continue;
+      if ('problem' in claim && claim.raw.kind === 'pod') continue;
+      if (claims.length === limit) more = true;
+      else claims.push(claim);
+    }
+    const last = snap.docs[snap.docs.length - 1];
+    if (more || last === undefined || snap.size < Math.max(limit + 1, 100)) break;
+    page = page.startAfter(last);
+  }
+  if (!more) return { claims };
+  const [all, pods] = await Promise.all([query.count().get(), query.where('kind', '==', 'pod').count().get()]);
+  return { claims, matching: all.data().count - pods.data().count };
 }
 
 export interface ReleaseOptions {

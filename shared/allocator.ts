@@ -15,6 +15,7 @@ import {
   claimPath,
   type ClaimDoc,
   type ClaimOrigin,
+  type OwnerKind,
   type ReleaseCause,
   releaseUnconfirmed,
 } from './documents.js';
@@ -51,11 +52,13 @@ export type Write =
   /** Unconditional replace, for documents that are mirrors of the cluster (namespace labels). */
   | { kind: 'set'; path: string; data: Record<string, unknown>; merge?: boolean };
 
+/** Who a claim is for: an object of one kind, by cluster, namespace and name. A VM and a pod never share claims. */
 export interface Owner {
   readonly cluster: string;
   readonly namespace: string;
   /** Empty for a `generateName` CREATE. */
   readonly name: string;
+  readonly kind: OwnerKind;
 }
 
 export interface PlannedInterface {
@@ -124,15 +127,20 @@ export type PlanResult =
   | { readonly kind: 'denied'; readonly error: DomainError }
   | { readonly kind: 'short'; readonly missing: number; readonly takenCandidates: number };
 
-/** The claim was made for this owner (cluster, namespace, name), whatever its state. */
+/** The claim was made for this owner (cluster, namespace, name, kind), whatever its state. */
 export function ownedBy(doc: ClaimDoc, owner: Owner): boolean {
-  return doc.cluster === owner.cluster && doc.namespace === owner.namespace && doc.name === owner.name;
+  return (
+    doc.cluster === owner.cluster &&
+    doc.namespace === owner.namespace &&
+    doc.name === owner.name &&
+    doc.kind === owner.kind
+  );
 }
 
-/** A claim the VM holds: active, and owned by it (or by its generateName request, V12). */
+/** A claim the owner holds: active, and made for it (or for its generateName request, V12). */
 export function heldBy(doc: ClaimDoc, owner: Owner, requestUid: string, storedMacs: ReadonlySet<string>): boolean {
   if (doc.state === 'released') return false;
-  if (doc.cluster !== owner.cluster || doc.namespace !== owner.namespace) return false;
+  if (doc.cluster !== owner.cluster || doc.namespace !== owner.namespace || doc.kind !== owner.kind) return false;
   if (doc.name === '') return owner.name === '' ? doc.requestUid === requestUid : storedMacs.has(doc.mac);
   return doc.name === owner.name;
 }
@@ -220,11 +228,17 @@ export function planClaims(req: ClaimRequest, state: ReadState, candidates: read
       const freeAt = new Date((snap.data.releasedAt ?? snap.data.updatedAt).getTime() + req.cooldownMs);
       return {
         kind: 'denied',
-        error: { code: 'mac-release-unconfirmed', interface: iface.name, mac: iface.mac, freeAt: freeAt.toISOString() },
+        error: {
+          code: 'mac-release-unconfirmed',
+          interface: iface.name,
+          mac: iface.mac,
+          freeAt: freeAt.toISOString(),
+          holderKind: snap.data.kind,
+        },
       };
     }
     const standing = req.usable.standing(parseMac(iface.mac)!);
-    if (standing !== 'usable') warnings.push(unusableWarning(iface, iface.mac, standing, req.usable));
+    if (standing !== 'usable') warnings.push(unusableWarning(iface, iface.mac, standing, req.usable, owner.kind));
     desired.push({ iface, mac: iface.mac, origin: held.get(iface.mac)?.origin ?? 'requested' });
     used.add(iface.mac);
   }
@@ -373,9 +387,10 @@ function unusableWarning(
   mac: string,
   standing: Exclude<MacStanding, 'usable'>,
   usable: UsableSet,
+  kind: OwnerKind,
 ): string {
   const where = `MAC address ${mac} of interface ${iface.name}`;
-  const tail = 'it is reserved for this VM but the pool will not hand it out';
+  const tail = `it is reserved for this ${kind === 'pod' ? 'pod' : 'VM'} but the pool will not hand it out`;
   switch (standing) {
     case 'outside':
       return `${where} is outside the pool range ${usable.key}; ${tail}`;
@@ -395,7 +410,7 @@ function inUse(iface: PlannedInterface, mac: string, holder: ClaimDoc | 'corrupt
   // S3: name the holder only inside the requester's own cluster and namespace.
   const sameScope = holder !== 'corrupt' && holder.cluster === owner.cluster && holder.namespace === owner.namespace;
   return sameScope && holder.name !== ''
-    ? { code: 'mac-in-use', interface: iface.name, mac, holder: holder.name }
+    ? { code: 'mac-in-use', interface: iface.name, mac, holder: holder.name, holderKind: holder.kind }
     : { code: 'mac-in-use', interface: iface.name, mac };
 }
 
@@ -425,6 +440,7 @@ export function claimData(f: ClaimFields): Record<string, unknown> {
     cluster: f.owner.cluster,
     namespace: f.owner.namespace,
     name: f.owner.name,
+    kind: f.owner.kind,
     interface: f.iface,
     origin: f.origin,
     requestUid: f.requestUid,

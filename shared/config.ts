@@ -14,6 +14,8 @@ export const SETTINGS_DOC_PATH = `${COLLECTIONS.config}/${SETTINGS_DOC_ID}`;
 /** Operator settings in `config/settings`; every field optional, defaults as KubeMacPool's. */
 export const SettingsSchema = z.object({
   optMode: z.enum(OPT_MODES).default('opt-out'),
+  /** M4: the opt mode of the pod webhook, with the namespace label `mutatepods.kubemacpool.io`; opt-in like KMP's. */
+  podOptMode: z.enum(OPT_MODES).default('opt-in'),
   /** U5: how long a released MAC rests before automatic allocation may hand it out again. */
   cooldownSeconds: z
     .number()
@@ -180,9 +182,16 @@ export class ConfigSource {
   }
 }
 
-/** Whether the pool serves a namespace, from its mirrored labels and the opt mode (V9). */
-export function namespaceManaged(labels: Readonly<Record<string, string>>, mode: OptMode): boolean {
-  const value = labels[NAMESPACE_OPT_LABEL];
+/**
+ * Whether the pool serves a namespace, from its mirrored labels and the opt mode: the VM label by default (V9), the
+ * pod label for pods (M4).
+ */
+export function namespaceManaged(
+  labels: Readonly<Record<string, string>>,
+  mode: OptMode,
+  label: string = NAMESPACE_OPT_LABEL,
+): boolean {
+  const value = labels[label];
   return mode === 'opt-in' ? value === OPT_IN_VALUE : value !== OPT_OUT_VALUE;
 }
 

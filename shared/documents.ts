@@ -7,8 +7,8 @@ import { z } from 'zod';
  * - `config/settings` — `optMode`, `cooldownSeconds`, `waitTimeSeconds`.
  * - `clusters/{cluster}/namespaces/{namespace}` — `labels` of the namespace that matter (opt-out/opt-in).
  * - `macs/{mac}` — one claim per MAC, id in canonical form. The claims are the only record of who holds
- *   what: a VM's claims are found by owner (cluster, namespace, name), or by request uid before a
- *   `generateName` VM has a name.
+ *   what: a VM's or pod's claims are found by owner (cluster, namespace, name, kind), or by request uid before a
+ *   `generateName` object has a name.
  */
 export const COLLECTIONS = {
   config: 'config',
@@ -27,6 +27,13 @@ export type ClaimState = (typeof CLAIM_STATES)[number];
 export const CLAIM_ORIGINS = ['allocated', 'requested', 'healed'] as const;
 export type ClaimOrigin = (typeof CLAIM_ORIGINS)[number];
 
+/**
+ * What a claim belongs to: a VirtualMachine (its interfaces) or a pod on Multus networks (its network attachments,
+ * M1-M6). Claims from before pods were served carry no `kind` and are VMs'.
+ */
+export const OWNER_KINDS = ['vm', 'pod'] as const;
+export type OwnerKind = (typeof OWNER_KINDS)[number];
+
 /** Firestore returns Timestamps; macpool works with Dates. */
 const Time = z
   .custom<{ toDate(): Date }>(
@@ -42,6 +49,7 @@ export const ClaimDocSchema = z.object({
   namespace: z.string(),
   /** Empty while the VM was created with `generateName` and no later admission or reconcile named it. */
   name: z.string(),
+  kind: z.enum(OWNER_KINDS).default('vm'),
   interface: z.string(),
   origin: z.enum(CLAIM_ORIGINS),
   uid: z.string().optional(),

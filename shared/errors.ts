@@ -1,3 +1,5 @@
+import type { OwnerKind } from './documents.js';
+
 /**
  * Domain errors: returned as values, never thrown. `denialStatus` is the one place that turns them into
  * an AdmissionResponse status; the HTTP codes are the ones kubectl maps to the matching reason.
@@ -7,8 +9,8 @@ export type DomainError =
   | { code: 'multicast-mac'; interface: string; value: string }
   | { code: 'duplicate-mac'; mac: string; first: string; second: string }
   | { code: 'duplicate-interface-name'; interface: string }
-  | { code: 'mac-in-use'; interface: string; mac: string; holder?: string }
-  | { code: 'mac-release-unconfirmed'; interface: string; mac: string; freeAt: string }
+  | { code: 'mac-in-use'; interface: string; mac: string; holder?: string; holderKind?: OwnerKind }
+  | { code: 'mac-release-unconfirmed'; interface: string; mac: string; freeAt: string; holderKind?: OwnerKind }
   | { code: 'range-full'; range: string; coolingDown: number }
   | { code: 'invalid-object'; path: string; problem: string }
   | { code: 'no-valid-config'; reason: string }
@@ -17,10 +19,19 @@ export type DomainError =
 
 export type DomainErrorCode = DomainError['code'];
 
+/** The kind of object a denial is about, as the user who sent it calls it. */
+const SUBJECT: Record<OwnerKind, { object: string; noun: string }> = {
+  vm: { object: 'VirtualMachine', noun: 'virtual machine' },
+  pod: { object: 'Pod', noun: 'pod' },
+};
+
 export const CONFIG_DOCUMENT_PATH = 'config/kubeMacPoolConfiguration';
 
-/** The denial text a user sees after `admission webhook "..." denied the request: `. Tests pin these. */
-export function errorMessage(error: DomainError): string {
+/**
+ * The denial text a user sees after `admission webhook "..." denied the request: `. Tests pin these. `subject` is
+ * the kind of object the request was for (the VM texts are KubeMacPool's).
+ */
+export function errorMessage(error: DomainError, subject: OwnerKind = 'vm'): string {
   switch (error.code) {
     case 'invalid-mac':
       return (
@@ -30,32 +41,35 @@ export function errorMessage(error: DomainError): string {
     case 'multicast-mac':
       return (
         `invalid MAC address for interface ${error.interface}: ${error.value} is a multicast address ` +
-        '(the least significant bit of the first octet is set); a VM interface needs a unicast MAC'
+        `(the least significant bit of the first octet is set); ${subject === 'pod' ? "a pod's network attachment" : 'a VM interface'} needs a unicast MAC`
       );
     case 'duplicate-mac':
       return `duplicate MAC address ${error.mac} found on interfaces: ${error.first} and ${error.second}`;
     case 'duplicate-interface-name':
-      return `Failed to mutate virtual machine: every interface must have a unique name (${error.interface} appears twice)`;
+      return subject === 'pod'
+        ? `every network attachment of a pod must have its own interface name (${error.interface} appears twice)`
+        : `Failed to mutate virtual machine: every interface must have a unique name (${error.interface} appears twice)`;
     case 'mac-in-use':
       return (
         `MAC address ${error.mac} requested for interface ${error.interface} is already in use` +
-        (error.holder === undefined ? '' : ` by virtual machine ${error.holder}`)
+        (error.holder === undefined ? '' : ` by ${SUBJECT[error.holderKind ?? 'vm'].noun} ${error.holder}`)
       );
     case 'mac-release-unconfirmed':
       return (
-        `MAC address ${error.mac} requested for interface ${error.interface} is already in use: the VM that held it ` +
-        'was updated or deleted, but the cluster has not yet shown it without the MAC (the change may not have been ' +
-        `stored, or the VM is still shutting down). It frees at ${error.freeAt}, or sooner once a reconcile ` +
-        `(macpool reconcile) sees that VM without it; for a VM known to be gone: macpool claims release ${error.mac} --now`
+        `MAC address ${error.mac} requested for interface ${error.interface} is already in use: the ${holder(error.holderKind)} ` +
+        'that held it was updated or deleted, but the cluster has not yet shown it without the MAC (the change may not ' +
+        `have been stored, or the ${holder(error.holderKind)} is still shutting down). It frees at ${error.freeAt}, or sooner once a ` +
+        `reconcile (macpool reconcile) sees that ${holder(error.holderKind)} without it; for a ${holder(error.holderKind)} known to be gone: ` +
+        `macpool claims release ${error.mac} --now`
       );
     case 'range-full':
       return (
         `the range is full: no free MAC left in ${error.range}` +
         (error.coolingDown > 0 ? ` (${error.coolingDown} released MACs are cooling down)` : '') +
-        `; widen the range in ${CONFIG_DOCUMENT_PATH} or delete unused VMs`
+        `; widen the range in ${CONFIG_DOCUMENT_PATH} or delete unused ${subject === 'pod' ? 'pods or VMs' : 'VMs'}`
       );
     case 'invalid-object':
-      return `invalid VirtualMachine: ${error.path}: ${error.problem}`;
+      return `invalid ${SUBJECT[subject].object}: ${error.path}: ${error.problem}`;
     case 'no-valid-config':
       return `MAC pool has no valid range: ${error.reason}; fix the Firestore document ${CONFIG_DOCUMENT_PATH}`;
     case 'contention':
@@ -99,6 +113,10 @@ export function errorHttpCode(error: DomainError): number {
     default:
       return error satisfies never;
   }
+}
+
+function holder(kind: OwnerKind | undefined): string {
+  return kind === 'pod' ? 'pod' : 'VM';
 }
 
 /** The first line of a thrown value's message: Firestore and gRPC errors carry long multi-line details. */

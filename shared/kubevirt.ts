@@ -6,6 +6,10 @@ import type { DomainError } from './errors.js';
 export const TRANSACTION_TIMESTAMP_ANNOTATION = 'kubemacpool.io/transaction-timestamp';
 /** Namespace label that opts a namespace out (`ignore`) or in (`allocate`); same key as KubeMacPool's. */
 export const NAMESPACE_OPT_LABEL = 'mutatevirtualmachines.kubemacpool.io';
+/** The same for pods (M4): KubeMacPool's pod label, with the same values. */
+export const POD_OPT_LABEL = 'mutatepods.kubemacpool.io';
+/** The namespace labels the pool mirrors and reads. */
+export const OPT_LABELS = [NAMESPACE_OPT_LABEL, POD_OPT_LABEL] as const;
 export const OPT_OUT_VALUE = 'ignore';
 export const OPT_IN_VALUE = 'allocate';
 

@@ -1,7 +1,7 @@
 import { INTERFACES_PATH, TRANSACTION_TIMESTAMP_ANNOTATION } from './kubevirt.js';
 
 /** The RFC 6902 operations macpool emits. */
-export type JsonPatchOp = { op: 'add'; path: string; value: unknown };
+export type JsonPatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
 
 /** RFC 6901: `~` becomes `~0` and `/` becomes `~1` inside a path segment. */
 export function escapePointer(segment: string): string {

@@ -1,17 +1,25 @@
 /**
- * Reconcile: align the claims with the VMs the cluster actually stores (R1-R6). The inventory is what
- * `kubectl get virtualmachines,namespaces -A -o json` prints. The plan is pure (`planReconcile`); the writes
+ * Reconcile: align the claims with the VMs and pods the cluster actually stores (R1-R6, M6). The inventory is what
+ * `kubectl get virtualmachines,namespaces -A -o json` prints, optionally with the pods on Multus networks. The plan is pure (`planReconcile`); the writes
  * are applied one by one, each guarded by the version it was planned from, so admissions may run meanwhile
  * (R5): whatever they change makes the corresponding reconcile write fail alone, and the next run looks again.
  */
 import { z } from 'zod';
 import { claimData, confirmWrite, releaseWrite, type Snapshot, type Write } from './allocator.js';
 import { namespaceManaged, parsePoolConfig, RANGE_DOC_PATH, SETTINGS_DOC_PATH, type Settings } from './config.js';
-import { CLAIM_OPTIONAL_FIELDS, claimPath, type ClaimDoc, namespacePath, releaseUnconfirmed } from './documents.js';
+import {
+  CLAIM_OPTIONAL_FIELDS,
+  claimPath,
+  type ClaimDoc,
+  namespacePath,
+  type OwnerKind,
+  releaseUnconfirmed,
+} from './documents.js';
 import {
   NAMESPACE_NAME,
   NAMESPACE_OPT_LABEL,
   OBJECT_NAME,
+  POD_OPT_LABEL,
   TRANSACTION_TIMESTAMP_ANNOTATION,
   VirtualMachineSchema,
   viewVm,
@@ -20,21 +28,33 @@ import { LOG_EVENTS, type Logger } from './log.js';
 import { canonicalMac, isMulticast, parseMac } from './mac.js';
 import type { OptMode } from './webhooks.js';
 import type { Store } from './store.js';
+import { relevantLabels, sameLabels } from './sync.js';
+import { NETWORKS_ANNOTATION, parseNetworks } from './multus.js';
+import { skipReason } from './pod.js';
 
-/** A stored VM as the inventory lists it: only what reconcile needs. */
+/** A stored VM or pod as the inventory lists it: only what reconcile needs. */
 export interface InventoryVm {
+  readonly kind: OwnerKind;
   readonly namespace: string;
   readonly name: string;
   readonly uid: string | undefined;
   readonly timestamp: string | undefined;
-  /** `metadata.deletionTimestamp` is set: a finalizer holds the VM while it (and its VMI) shut down. */
+  /** `metadata.deletionTimestamp` is set: a finalizer or grace period holds the object while it shuts down. */
   readonly deleting: boolean;
   /** Canonical MACs by interface name, for the interfaces whose MAC the pool manages. */
   readonly macs: ReadonlyMap<string, string>;
 }
 
+/** Pod phases after which a pod runs no more: its MACs are off the wire (M6). */
+export const TERMINATED_POD_PHASES: ReadonlySet<string> = new Set(['Succeeded', 'Failed']);
+
 export interface Inventory {
   readonly vms: readonly InventoryVm[];
+  /**
+   * The pods on Multus networks, when the inventory covers pods (it lists a Pod, or the request says so); undefined
+   * when it does not, and then no pod claim is bound, released or counted.
+   */
+  readonly pods: readonly InventoryVm[] | undefined;
   /** Namespace labels that matter, when the input listed namespaces; undefined when it did not. */
   readonly namespaces: ReadonlyMap<string, Record<string, string>> | undefined;
   /** Items that were skipped, and why. */
@@ -58,16 +78,21 @@ const ItemSchema = z.looseObject({
     uid: z.string().optional(),
     labels: z.record(z.string(), z.string()).nullish(),
     deletionTimestamp: z.string().nullish(),
+    annotations: z.record(z.string(), z.string()).nullish(),
   }),
+  status: z.looseObject({ phase: z.string().optional() }).nullish(),
 });
 
 /**
- * Reads a Kubernetes List (or an array of Lists) of VirtualMachines and, optionally, Namespaces. Items of other
- * kinds, and VMs that do not parse, are skipped and reported; a body that is not a List is an error.
+ * Reads a Kubernetes List (or an array of Lists) of VirtualMachines and, optionally, Namespaces and Pods. Items of
+ * other kinds, and VMs that do not parse, are skipped and reported; a body that is not a List is an error. Pods
+ * without the networks annotation, virt-launcher pods and pods of a terminated phase are left out (gone, for
+ * pods that were served). `coversPods` says the inventory lists every pod on Multus networks even if it lists none.
  */
-export function parseInventory(input: unknown): Inventory {
+export function parseInventory(input: unknown, coversPods = false): Inventory {
   const lists = Array.isArray(input) ? input : [input];
   const vms: InventoryVm[] = [];
+  let pods: InventoryVm[] | undefined = coversPods ? [] : undefined;
   const problems: string[] = [];
   let namespaces: Map<string, Record<string, string>> | undefined;
   for (const [n, list] of lists.entries()) {
@@ -95,12 +120,17 @@ export function parseInventory(input: unknown): Inventory {
           );
           continue;
         }
-        const label = metadata.labels?.[NAMESPACE_OPT_LABEL];
-        namespaces.set(metadata.name, label === undefined ? {} : { [NAMESPACE_OPT_LABEL]: label });
+        namespaces.set(metadata.name, relevantLabels(metadata.labels));
+        continue;
+      }
+      if (kind === 'Pod') {
+        pods ??= [];
+        const pod = inventoryPod(raw, item.data, problems);
+        if (pod !== undefined) pods.push(pod);
         continue;
       }
       if (kind !== 'VirtualMachine') {
-        problems.push(`item ${i + 1} (${kind} ${metadata.name}): not a VirtualMachine or Namespace, skipped`);
+        problems.push(`item ${i + 1} (${kind} ${metadata.name}): not a VirtualMachine, Pod or Namespace, skipped`);
         continue;
       }
       const where = `VirtualMachine ${metadata.namespace ?? '?'}/${metadata.name}`;
@@ -128,6 +158,7 @@ export function parseInventory(input: unknown): Inventory {
         macs.set(iface.name, canonicalMac(iface.macText)!);
       }
       vms.push({
+        kind: 'vm',
         namespace: metadata.namespace,
         name: metadata.name,
         uid: metadata.uid,
@@ -137,7 +168,44 @@ export function parseInventory(input: unknown): Inventory {
       });
     }
   }
-  return { vms, namespaces, problems };
+  return { vms, pods, namespaces, problems };
+}
+
+/** A listed pod as the reconcile sees it, or undefined when it is not the pool's to track (or is gone). */
+function inventoryPod(raw: unknown, item: z.infer<typeof ItemSchema>, problems: string[]): InventoryVm | undefined {
+  const { metadata } = item;
+  const where = `Pod ${metadata.namespace ?? '?'}/${metadata.name}`;
+  if (!metadata.namespace || !NAMESPACE_NAME.test(metadata.namespace) || !OBJECT_NAME.test(metadata.name)) {
+    problems.push(`${where}: not a valid Kubernetes namespace and name, skipped`);
+    return undefined;
+  }
+  if (TERMINATED_POD_PHASES.has(item.status?.phase ?? '')) return undefined;
+  if (skipReason(raw as Parameters<typeof skipReason>[0]) === 'virt-launcher') return undefined;
+  const networks = parseNetworks(metadata.annotations?.[NETWORKS_ANNOTATION]);
+  if (networks === undefined) return undefined;
+  if (!networks.ok) {
+    problems.push(`${where}: annotation ${NETWORKS_ANNOTATION} ${networks.problem}, skipped`);
+    return undefined;
+  }
+  const macs = new Map<string, string>();
+  for (const a of networks.networks.attachments) {
+    if (a.macText === undefined) continue;
+    const mac = parseMac(a.macText);
+    if (mac === undefined || isMulticast(mac)) {
+      problems.push(`${where}: interface ${a.interface} has an unusable MAC ${JSON.stringify(a.macText)}`);
+      continue;
+    }
+    macs.set(a.interface, canonicalMac(a.macText)!);
+  }
+  return {
+    kind: 'pod',
+    namespace: metadata.namespace,
+    name: metadata.name,
+    uid: metadata.uid,
+    deleting: typeof metadata.deletionTimestamp === 'string' && metadata.deletionTimestamp !== '',
+    timestamp: undefined,
+    macs,
+  };
 }
 
 /** What `/reconcile` takes: a bare inventory, or one wrapped with the run's options. */
@@ -151,6 +219,8 @@ const WrappedSchema = z.strictObject({
   inventory: z.unknown(),
   dryRun: z.boolean().optional(),
   force: z.boolean().optional(),
+  /** The inventory lists every pod on Multus networks, even when it lists none (what the CronJob sends). */
+  pods: z.boolean().optional(),
 });
 
 /**
@@ -164,11 +234,11 @@ export function parseReconcileRequest(body: unknown): ReconcileRequest {
   if (!wrapped.success) {
     const issue = wrapped.error.issues[0]!;
     throw new InventoryError(
-      `${issue.path.join('.') || 'body'}: ${issue.message}; expected {"inventory": <List>, "dryRun": boolean, "force": boolean}`,
+      `${issue.path.join('.') || 'body'}: ${issue.message}; expected {"inventory": <List>, "dryRun": boolean, "force": boolean, "pods": boolean}`,
     );
   }
   return {
-    inventory: parseInventory(wrapped.data.inventory),
+    inventory: parseInventory(wrapped.data.inventory, wrapped.data.pods === true),
     mode: wrapped.data.dryRun ? 'plan' : 'commit',
     force: wrapped.data.force === true,
   };
@@ -178,6 +248,8 @@ export interface Collision {
   readonly mac: string;
   /** `namespace/name` of the VMs of this cluster that carry it. */
   readonly vms: string[];
+  /** `namespace/name` of the pods of this cluster that carry it; absent when none does. */
+  readonly pods?: string[];
   /** The MAC is also claimed by a VM of another cluster (not named: S3). */
   readonly otherCluster: boolean;
 }
@@ -197,9 +269,10 @@ export interface ReconcilePlan {
   readonly awaitingDeletion: number;
   /** U6: unconfirmed releases whose VM is not listed, younger than the wait time: a later run decides them. */
   readonly youngReleases: number;
-  /** R8: bound claims of the cluster, and how many of them this plan releases. */
+  /** R8: bound claims of the cluster, and how many of them this plan releases (in all, and of each kind). */
   readonly boundClaims: number;
   readonly releasingBound: number;
+  readonly releasingBoundOf: Readonly<Record<OwnerKind, number>>;
   readonly collisions: Collision[];
 }
 
@@ -208,6 +281,8 @@ export interface ReconcileState {
   readonly now: Date;
   readonly settings: Settings;
   readonly vms: readonly InventoryVm[];
+  /** The listed pods; undefined when the inventory does not cover pods (their claims are left alone). */
+  readonly pods?: readonly InventoryVm[] | undefined;
   /** Namespace labels by namespace (from the inventory, or the namespace documents). */
   readonly labels: ReadonlyMap<string, Record<string, string>>;
   /** Every claim of the cluster, and the claims (or their absence) of every MAC the VMs carry. */
@@ -222,10 +297,16 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
   const waitMs = s.settings.waitTimeSeconds * 1000;
   const cooldownMs = s.settings.cooldownSeconds * 1000;
   const optMode: OptMode = s.settings.optMode;
-  const managed = (ns: string) => namespaceManaged(s.labels.get(ns) ?? {}, optMode);
-  // Which stored VMs carry each MAC.
+  const podOptMode: OptMode = s.settings.podOptMode;
+  // V9 for VMs, M4 for pods: each kind has its own label and mode.
+  const managed = (o: InventoryVm) =>
+    o.kind === 'pod'
+      ? namespaceManaged(s.labels.get(o.namespace) ?? {}, podOptMode, POD_OPT_LABEL)
+      : namespaceManaged(s.labels.get(o.namespace) ?? {}, optMode, NAMESPACE_OPT_LABEL);
+  const coversPods = s.pods !== undefined;
+  // Which stored VMs and pods carry each MAC.
   const carriers = new Map<string, { vm: InventoryVm; iface: string }[]>();
-  for (const vm of s.vms) {
+  for (const vm of [...s.vms, ...(s.pods ?? [])]) {
     for (const [iface, mac] of vm.macs) {
       const list = carriers.get(mac) ?? [];
       list.push({ vm, iface });
@@ -244,7 +325,7 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
   let awaitingDeletion = 0;
   let youngReleases = 0;
   let boundClaims = 0;
-  let releasingBound = 0;
+  const releasingBoundOf: Record<OwnerKind, number> = { vm: 0, pod: 0 };
   const handled = new Set<string>();
 
   const bind = (snap: Snapshot<ClaimDoc>, doc: ClaimDoc, vm: InventoryVm, iface: string) => {
@@ -255,7 +336,7 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
     const data = claimData({
       mac: doc.mac,
       state: 'bound',
-      owner: { cluster, namespace: vm.namespace, name: vm.name },
+      owner: { cluster, namespace: vm.namespace, name: vm.name, kind: vm.kind },
       iface,
       origin: doc.origin,
       uid: vm.uid,
@@ -275,8 +356,10 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
   };
 
   const carrierOf = (mac: string, doc: ClaimDoc) => {
-    const sameNamespace = (carriers.get(mac) ?? []).filter((c) => c.vm.namespace === doc.namespace);
-    // V12: a generateName claim belongs to the one VM of its namespace that carries the MAC.
+    const sameNamespace = (carriers.get(mac) ?? []).filter(
+      (c) => c.vm.namespace === doc.namespace && c.vm.kind === doc.kind,
+    );
+    // V12: a generateName claim belongs to the one object of its kind and namespace that carries the MAC.
     return doc.name === ''
       ? sameNamespace.length === 1
         ? sameNamespace[0]
@@ -293,6 +376,11 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
     if (!snap || snap.data === 'corrupt') continue;
     const doc = snap.data;
     if (doc.cluster !== cluster) continue;
+    // An inventory without pods says nothing about them: their claims are neither bound nor released (M6).
+    if (doc.kind === 'pod' && !coversPods) {
+      handled.add(mac);
+      continue;
+    }
     if (doc.state === 'bound') boundClaims++;
     if (doc.state === 'released') {
       if (!releaseUnconfirmed(doc)) continue;
@@ -326,26 +414,32 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
     }
     writes.push(releaseWrite(doc, snap.version, REQUEST, now, cooldownMs, { by: 'reconcile', confirmedAt: now }));
     released++;
-    if (doc.state === 'bound') releasingBound++;
+    if (doc.state === 'bound') releasingBoundOf[doc.kind]++;
   }
 
-  // R3, R4: every MAC a stored VM in a managed namespace carries has a claim for it; collisions are reported.
+  // R3, R4: every MAC a stored VM or pod in a managed namespace carries has a claim for it; collisions (VM-VM,
+  // pod-pod and pod-VM) are reported. VMs come first, so a MAC both carry is healed for the VM.
   const collisions: Collision[] = [];
   for (const [mac, list] of [...carriers].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const inScope = list.filter((c) => managed(c.vm.namespace)).sort((a, b) => key(a.vm).localeCompare(key(b.vm)));
+    const inScope = list
+      .filter((c) => managed(c.vm))
+      .sort((a, b) => Number(b.vm.kind === 'vm') - Number(a.vm.kind === 'vm') || key(a.vm).localeCompare(key(b.vm)));
     if (inScope.length === 0) continue;
     const snap = s.claims.get(mac);
     const doc = snap && snap.data !== 'corrupt' ? snap.data : undefined;
     const otherCluster = doc !== undefined && doc.state !== 'released' && doc.cluster !== cluster;
-    const names = inScope.map((c) => key(c.vm));
-    if (inScope.length > 1 || otherCluster) collisions.push({ mac, vms: names, otherCluster });
+    const vms = inScope.filter((c) => c.vm.kind === 'vm').map((c) => key(c.vm));
+    const pods = inScope.filter((c) => c.vm.kind === 'pod').map((c) => key(c.vm));
+    if (inScope.length > 1 || otherCluster) {
+      collisions.push({ mac, vms, ...(pods.length > 0 ? { pods } : {}), otherCluster });
+    }
     if (handled.has(mac) || snap === undefined || (snap && snap.data === 'corrupt')) continue;
     if (doc !== undefined && doc.state !== 'released') continue; // held elsewhere: a collision, not ours to take
     const first = inScope[0]!;
     const data = claimData({
       mac,
       state: 'bound',
-      owner: { cluster, namespace: first.vm.namespace, name: first.vm.name },
+      owner: { cluster, namespace: first.vm.namespace, name: first.vm.name, kind: first.vm.kind },
       iface: first.iface,
       origin: 'healed',
       uid: first.vm.uid,
@@ -374,7 +468,8 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
     awaitingDeletion,
     youngReleases,
     boundClaims,
-    releasingBound,
+    releasingBound: releasingBoundOf.vm + releasingBoundOf.pod,
+    releasingBoundOf,
     collisions,
   };
 }
@@ -384,12 +479,18 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
  * inventory (a wrong kubectl context, a forgotten `-A`) releasing any bound claim, or one releasing more than
  * `percent` of the cluster's bound claims, is refused unless forced.
  */
-export function distrust(plan: ReconcilePlan, vms: number, percent: number): string | undefined {
+export function distrust(plan: ReconcilePlan, vms: number, percent: number, pods = 1): string | undefined {
   if (plan.releasingBound === 0) return undefined;
-  if (vms === 0) {
+  if (vms === 0 && plan.releasingBoundOf.vm > 0) {
     return (
-      `the inventory lists no VirtualMachine, yet it would release ${plan.releasingBound} bound claims: ` +
+      `the inventory lists no VirtualMachine, yet it would release ${plan.releasingBoundOf.vm} bound claims: ` +
       'check the kubectl context and that the list was taken with -A'
+    );
+  }
+  if (pods === 0 && plan.releasingBoundOf.pod > 0) {
+    return (
+      `the inventory lists no pod on a Multus network, yet it would release ${plan.releasingBoundOf.pod} bound pod ` +
+      'claims: check the kubectl context and that the pods were listed with -A'
     );
   }
   const share = (plan.releasingBound / plan.boundClaims) * 100;
@@ -421,6 +522,8 @@ export interface ReconcileOptions {
 
 export interface ReconcileReport {
   readonly vms: number;
+  /** Pods listed, when the inventory covers pods. */
+  readonly pods?: number;
   readonly claims: number;
   readonly bound: number;
   readonly released: number;
@@ -459,17 +562,26 @@ export async function reconcile(
 
   // Claims first, then the VMs' own MACs: a claim written after the inventory was taken is young, and kept.
   const claims = new Map<string, Snapshot<ClaimDoc> | null>(await store.claimsOfCluster(cluster));
-  const carried = inventory.vms.flatMap((vm) => [...vm.macs.values()]).filter((m) => !claims.has(m));
+  const listed = [...inventory.vms, ...(inventory.pods ?? [])];
+  const carried = listed.flatMap((o) => [...o.macs.values()]).filter((m) => !claims.has(m));
   for (const [mac, snap] of await store.readMany(carried)) claims.set(mac, snap);
 
   const stored = await store.namespaceLabels(cluster);
   const labels = inventory.namespaces ?? stored;
   const namespaceWrites = inventory.namespaces ? namespaceSync(cluster, stored, inventory.namespaces) : [];
-  const plan = planReconcile({ cluster, now, settings: settings.settings, vms: inventory.vms, labels, claims });
+  const plan = planReconcile({
+    cluster,
+    now,
+    settings: settings.settings,
+    vms: inventory.vms,
+    pods: inventory.pods,
+    labels,
+    claims,
+  });
 
   const refused = options.force
     ? undefined
-    : distrust(plan, inventory.vms.length, settings.settings.releaseGuardPercent);
+    : distrust(plan, inventory.vms.length, settings.settings.releaseGuardPercent, inventory.pods?.length ?? 1);
   const wrote = refused === undefined && (options.mode ?? 'commit') === 'commit';
   const writes = wrote ? [...plan.writes, ...namespaceWrites] : [];
   if (refused !== undefined) {
@@ -483,11 +595,13 @@ export async function reconcile(
       cluster,
       mac: c.mac,
       vms: c.vms,
+      ...(c.pods !== undefined ? { pods: c.pods } : {}),
       otherCluster: c.otherCluster,
     });
   }
   return {
     vms: inventory.vms.length,
+    ...(inventory.pods !== undefined ? { pods: inventory.pods.length } : {}),
     claims: claims.size,
     bound: plan.bound,
     released: plan.released,
@@ -517,7 +631,7 @@ function namespaceSync(
   const writes: Write[] = [];
   for (const [ns, labels] of listed) {
     const current = stored.get(ns);
-    if (current !== undefined && current[NAMESPACE_OPT_LABEL] === labels[NAMESPACE_OPT_LABEL]) continue;
+    if (current !== undefined && sameLabels(current, labels)) continue;
     writes.push({ kind: 'set', path: namespacePath(cluster, ns), data: { labels } });
   }
   for (const ns of stored.keys())

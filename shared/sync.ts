@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { AdmissionRequest, Verdict } from './admission.js';
 import { RANGE_DOC_PATH } from './config.js';
 import { namespacePath } from './documents.js';
-import { NAMESPACE_NAME, NAMESPACE_OPT_LABEL } from './kubevirt.js';
+import { NAMESPACE_NAME, OPT_LABELS } from './kubevirt.js';
 import { validateRange } from './range.js';
 import type { Store } from './store.js';
 import { withDeadline } from './deadline.js';
@@ -29,10 +29,14 @@ const NamespaceSchema = z.looseObject({
   }),
 });
 
-/** The labels of a namespace that matter to the pool. */
+/** The labels of a namespace that matter to the pool: the VM and pod opt labels. */
 export function relevantLabels(labels: Record<string, string> | null | undefined): Record<string, string> {
-  const value = labels?.[NAMESPACE_OPT_LABEL];
-  return value === undefined ? {} : { [NAMESPACE_OPT_LABEL]: value };
+  const out: Record<string, string> = {};
+  for (const key of OPT_LABELS) {
+    const value = labels?.[key];
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
 }
 
 /**
@@ -64,7 +68,7 @@ export async function syncNamespace(
     const labels = relevantLabels(object.success ? object.data.metadata.labels : undefined);
     const old = NamespaceSchema.safeParse(request.oldObject);
     const before = old.success ? relevantLabels(old.data.metadata.labels) : undefined;
-    if (request.operation === 'UPDATE' && before?.[NAMESPACE_OPT_LABEL] === labels[NAMESPACE_OPT_LABEL]) {
+    if (request.operation === 'UPDATE' && before !== undefined && sameLabels(before, labels)) {
       return { verdict: allowed, outcome: 'namespace-unchanged' };
     }
     await withDeadline(
@@ -145,4 +149,9 @@ export async function syncHyperConverged(
       detail: firstLine(e),
     };
   }
+}
+
+/** Whether two sets of mirrored labels agree on every label the pool reads. */
+export function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  return OPT_LABELS.every((key) => a[key] === b[key]);
 }

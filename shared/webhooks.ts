@@ -5,7 +5,7 @@
  */
 import { stringify } from 'yaml';
 import { type Role, roleCredential } from './credentials.js';
-import { NAMESPACE_OPT_LABEL as OPT_LABEL, OPT_IN_VALUE, OPT_OUT_VALUE } from './kubevirt.js';
+import { NAMESPACE_OPT_LABEL as OPT_LABEL, OPT_IN_VALUE, OPT_OUT_VALUE, POD_OPT_LABEL } from './kubevirt.js';
 
 /** How namespaces are selected for MAC allocation (SPEC V9). */
 export const OPT_MODES = ['opt-out', 'opt-in'] as const;
@@ -25,11 +25,14 @@ export const VALIDATING_CONFIGURATION_NAME = 'macpool-validator';
 export const WEBHOOK_NAMES = {
   mutateVirtualMachines: 'mutatevirtualmachines.kubemacpool.io',
   releaseVirtualMachines: 'releasevirtualmachines.kubemacpool.io',
+  mutatePods: 'mutatepods.kubemacpool.io',
+  releasePods: 'releasepods.kubemacpool.io',
   syncNamespaces: 'syncnamespaces.kubemacpool.io',
   validateHyperConverged: 'validatehyperconverged.kubemacpool.io',
 } as const;
 export const WEBHOOK_PATHS = {
   mutateVirtualMachines: '/mutate-virtualmachines',
+  mutatePods: '/mutate-pods',
   validateNamespaces: '/validate-namespaces',
   validateHyperConverged: '/validate-hyperconverged',
   reconcile: '/reconcile',
@@ -50,6 +53,8 @@ export interface WebhookOptions {
   token: string;
   /** Default `opt-out`. */
   optMode?: OptMode;
+  /** The pod webhooks' opt mode, with the label `mutatepods.kubemacpool.io`; default `opt-in` (as KMP ships it). */
+  podOptMode?: OptMode;
   /** Default 10, allowed 1..30. */
   timeoutSeconds?: number;
 }
@@ -87,7 +92,15 @@ type CommonFields = Pick<
 
 export interface MutatingWebhook extends ValidatingWebhook {
   reinvocationPolicy: 'Never';
+  objectSelector?: { matchExpressions: LabelSelectorRequirement[] };
 }
+
+/** KubeVirt's virt-launcher pods carry this label; their MACs are their VM's, so the pod webhooks never see them. */
+export const VIRT_LAUNCHER_EXCLUSION: LabelSelectorRequirement = {
+  key: 'kubevirt.io',
+  operator: 'NotIn',
+  values: ['virt-launcher'],
+};
 
 interface ObjectMeta {
   name: string;
@@ -113,13 +126,13 @@ export function runLevelExclusions(): LabelSelectorRequirement[] {
   return RUN_LEVEL_LABELS.map((key) => ({ key, operator: 'NotIn', values: [...EXCLUDED_RUN_LEVELS] }));
 }
 
-/** The namespace selector term for an opt mode (SPEC V9). */
-export function optExpression(mode: OptMode): LabelSelectorRequirement {
+/** The namespace selector term for an opt mode (SPEC V9), of the VM label or (M4) the pod label. */
+export function optExpression(mode: OptMode, label: string = OPT_LABEL): LabelSelectorRequirement {
   switch (mode) {
     case 'opt-out':
-      return { key: OPT_LABEL, operator: 'NotIn', values: [OPT_OUT_VALUE] };
+      return { key: label, operator: 'NotIn', values: [OPT_OUT_VALUE] };
     case 'opt-in':
-      return { key: OPT_LABEL, operator: 'In', values: [OPT_IN_VALUE] };
+      return { key: label, operator: 'In', values: [OPT_IN_VALUE] };
     default:
       return mode satisfies never;
   }
@@ -180,8 +193,10 @@ export function webhookConfigurations(o: WebhookOptions): {
   validating: ValidatingWebhookConfiguration;
 } {
   const optMode = o.optMode ?? 'opt-out';
+  const podOptMode = o.podOptMode ?? 'opt-in';
   const timeoutSeconds = o.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS;
   checkOptMode(optMode);
+  checkOptMode(podOptMode);
   checkTimeout(timeoutSeconds);
   checkToken(o.token);
   const base = baseUrl(o.url);
@@ -215,6 +230,21 @@ export function webhookConfigurations(o: WebhookOptions): {
     reinvocationPolicy: 'Never',
     rules: [vmRule(operations)],
   });
+  const podWebhook = (
+    name: string,
+    role: Role,
+    operations: RuleWithOperations['operations'],
+    failurePolicy: 'Fail' | 'Ignore',
+  ): MutatingWebhook => ({
+    name,
+    ...common(),
+    clientConfig: { url: url(role, WEBHOOK_PATHS.mutatePods) },
+    failurePolicy,
+    namespaceSelector: { matchExpressions: [...runLevelExclusions(), optExpression(podOptMode, POD_OPT_LABEL)] },
+    objectSelector: { matchExpressions: [{ ...VIRT_LAUNCHER_EXCLUSION, values: [...VIRT_LAUNCHER_EXCLUSION.values] }] },
+    reinvocationPolicy: 'Never',
+    rules: [{ apiGroups: [''], apiVersions: ['v1'], operations, resources: ['pods'], scope: 'Namespaced' }],
+  });
 
   return {
     mutating: {
@@ -228,6 +258,11 @@ export function webhookConfigurations(o: WebhookOptions): {
         // Fail-open: a VM can always be deleted, even with the function unreachable; reconcile frees what is missed.
         // Its own credential: the only webhook one that releases claims.
         vmWebhook(WEBHOOK_NAMES.releaseVirtualMachines, 'release', ['DELETE'], 'Ignore'),
+        // M1: a pod on a Multus network must not start without its MACs, as KMP's pod webhook; opt-in by default,
+        // so only namespaces labelled mutatepods.kubemacpool.io=allocate depend on the function.
+        podWebhook(WEBHOOK_NAMES.mutatePods, 'pod', ['CREATE'], 'Fail'),
+        // M5: fail-open like the VM release; the same release credential.
+        podWebhook(WEBHOOK_NAMES.releasePods, 'release', ['DELETE'], 'Ignore'),
       ],
     },
     validating: {

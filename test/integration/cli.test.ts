@@ -222,6 +222,7 @@ describe('macpool config', () => {
     const get = await macpool(['config', 'get', 'settings'], { project });
     expect(JSON.parse(get.stdout)).toEqual({
       optMode: 'opt-in',
+      podOptMode: 'opt-in',
       cooldownSeconds: 0,
       waitTimeSeconds: 120,
       releaseGuardPercent: 10,
@@ -419,6 +420,7 @@ describe.concurrent('macpool claims', () => {
     c: '02:00:00:00:0c:03',
     d: '02:00:00:00:0c:04',
     e: '02:00:00:00:0c:05',
+    f: '02:00:00:00:0c:06',
   };
   beforeAll(async () => {
     await seed(db(), {
@@ -428,14 +430,20 @@ describe.concurrent('macpool claims', () => {
       [`macs/${macs.c}`]: claim(macs.c, 'pending', { cluster: 'east', namespace: 'db', name: '' }),
       [`macs/${macs.d}`]: claim(macs.d, 'pending', { cluster: 'west', namespace: 'web', name: 'web-1' }),
       [`macs/${macs.e}`]: { mac: macs.e, state: 'bound', cluster: 'west' }, // edited by hand into a wrong shape
+      // A pod named like a VM; the others carry no kind, as claims written before pods were served.
+      [`macs/${macs.f}`]: claim(macs.f, 'bound', { cluster: 'east', namespace: 'pods', name: 'web-1', kind: 'pod' }),
     });
   });
 
   it.each([
-    { name: 'no filter', args: [], expected: ['a', 'b', 'c', 'd', 'e'] },
-    { name: 'cluster', args: ['--cluster', 'east'], expected: ['a', 'b', 'c'] },
+    { name: 'no filter', args: [], expected: ['a', 'b', 'c', 'd', 'e', 'f'] },
+    { name: 'cluster', args: ['--cluster', 'east'], expected: ['a', 'b', 'c', 'f'] },
     { name: 'namespace', args: ['--namespace', 'web'], expected: ['a', 'b', 'd'] },
     { name: 'cluster and VM', args: ['--cluster', 'east', '--vm', 'web-1'], expected: ['a', 'b'] },
+    { name: 'cluster and pod', args: ['--cluster', 'east', '--pod', 'web-1'], expected: ['f'] },
+    { name: 'kind pod', args: ['--kind', 'pod'], expected: ['f'] },
+    { name: 'kind vm (claims without a kind are VMs)', args: ['--kind', 'vm'], expected: ['a', 'b', 'c', 'd', 'e'] },
+    { name: 'kind vm, at most 2', args: ['--kind', 'vm', '--limit', '2'], expected: ['a', 'b'] },
     { name: 'state', args: ['--state', 'pending'], expected: ['c', 'd'] },
     {
       name: 'all of them',
@@ -452,10 +460,12 @@ describe.concurrent('macpool claims', () => {
   it('claims list prints a table for people, and the claims that do not parse as such', async () => {
     const r = await macpool(['claims', 'list', '--namespace', 'web'], { project });
     const lines = r.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^MAC\s+STATE\s+CLUSTER\s+NAMESPACE\s+VM\s+INTERFACE\s+ORIGIN\s+UPDATED$/);
+    expect(lines[0]).toMatch(/^MAC\s+STATE\s+CLUSTER\s+NAMESPACE\s+KIND\s+NAME\s+INTERFACE\s+ORIGIN\s+UPDATED$/);
     expect(lines[1]).toMatch(
-      /^02:00:00:00:0c:01\s+bound\s+east\s+web\s+web-1\s+default\s+allocated\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/,
+      /^02:00:00:00:0c:01\s+bound\s+east\s+web\s+vm\s+web-1\s+default\s+allocated\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/,
     );
+    const pods = await macpool(['claims', 'list', '--kind', 'pod'], { project });
+    expect(pods.stdout).toMatch(/^02:00:00:00:0c:06\s+bound\s+east\s+pods\s+pod\s+web-1\s/m);
     expect(lines).toHaveLength(4);
     const all = await macpool(['claims', 'list', '--cluster', 'west'], { project });
     expect(all.stdout).toMatch(/02:00:00:00:0c:05\s+\(invalid\)\s+west/);
@@ -468,6 +478,7 @@ describe.concurrent('macpool claims', () => {
     expect(JSON.parse(r.stdout)).toEqual([
       {
         ...claim(macs.c, 'pending', { cluster: 'east', namespace: 'db', name: '' }),
+        kind: 'vm',
         createdAt: expect.stringMatching(/Z$/),
         updatedAt: expect.stringMatching(/Z$/),
       },
@@ -481,7 +492,13 @@ describe.concurrent('macpool claims', () => {
   it('claims list --limit lists that many and says how many match', async () => {
     const r = await macpool(['claims', 'list', '--limit', '2', '-o', 'json'], { project });
     expect(JSON.parse(r.stdout)).toHaveLength(2);
-    expect(r.stderr).toBe('showing 2 of 5 matching claims; raise --limit to see more\n');
+    expect(r.stderr).toBe('showing 2 of 6 matching claims; raise --limit to see more\n');
+    // VM claims: those without a kind counted too, the pod's not.
+    const vms = await macpool(['claims', 'list', '--kind', 'vm', '--limit', '2', '-o', 'json'], { project });
+    expect(vms.stderr).toBe('showing 2 of 5 matching claims; raise --limit to see more\n');
+    const contradiction = await macpool(['claims', 'list', '--kind', 'pod', '--vm', 'web-1'], { project });
+    expect(contradiction.code).toBe(2);
+    expect(contradiction.stderr).toContain('--kind pod contradicts --vm');
   });
 });
 

@@ -234,6 +234,8 @@ describe('R8: a reconcile is evidence only if its inventory is', () => {
   it('a wrapped body with an unknown field is a 400 naming what is allowed', async () => {
     const res = await h.post('/reconcile', { inventory: list([]), dryrun: true });
     expect(res.status).toBe(400);
-    expect(res.body.error).toContain('expected {"inventory": <List>, "dryRun": boolean, "force": boolean}');
+    expect(res.body.error).toContain(
+      'expected {"inventory": <List>, "dryRun": boolean, "force": boolean, "pods": boolean}',
+    );
   });
 });

@@ -9,13 +9,25 @@ import type { Firestore } from '@google-cloud/firestore';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CredentialSource, type Role, ROLES, roleCredential } from '../../shared/credentials.js';
 import { reconcileHeaders, webhookPaths } from '../support/credentials.js';
-import { hcoReview, macsOf, namespaceReview, review, stored, vm } from '../support/fixtures.js';
+import {
+  hcoReview,
+  macsOf,
+  namespaceReview,
+  networksOf,
+  pod,
+  podReview,
+  review,
+  stored,
+  storedPod,
+  vm,
+} from '../support/fixtures.js';
 import { activeClaims, claims, type Harness, startFunction } from '../support/harness.js';
 import { count, note } from '../support/record.js';
 
 const SECRET = 'east-secret-0123456789abcdef0123';
 const PREVIOUS = 'east-previous-fedcba9876543210fe';
 const LABEL = 'mutatevirtualmachines.kubemacpool.io';
+const POD_LABEL = 'mutatepods.kubemacpool.io';
 const RANGE = { rangeStart: '02:20:00:00:00:00', rangeEnd: '02:20:00:00:ff:ff' };
 const OLD_RANGE = { rangeStart: '02:00:00:00:00:00', rangeEnd: '02:ff:ff:ff:ff:ff' };
 
@@ -33,11 +45,13 @@ async function state(db: Firestore): Promise<string> {
   });
 }
 
-type Target = 'create' | 'delete' | 'namespace' | 'hyperconverged' | 'reconcile';
-/** The role each target needs; DELETE on the VM path is the release role's. */
+type Target = 'create' | 'delete' | 'pod' | 'podDelete' | 'namespace' | 'hyperconverged' | 'reconcile';
+/** The role each target needs; DELETE on the VM and pod paths is the release role's. */
 const NEEDS: Record<Target, Role> = {
   create: 'vm',
   delete: 'release',
+  pod: 'pod',
+  podDelete: 'release',
   namespace: 'namespace-sync',
   hyperconverged: 'hyperconverged-sync',
   reconcile: 'reconcile',
@@ -47,6 +61,7 @@ const TARGETS = Object.keys(NEEDS) as Target[];
 describe('role-scoped credentials (S4)', () => {
   let h: Harness;
   let victim: any;
+  let podVictim: any;
   const inventory: any[] = [];
   const paths = webhookPaths(SECRET);
   beforeAll(async () => {
@@ -62,6 +77,12 @@ describe('role-scoped credentials (S4)', () => {
     expect(res.body.response.allowed).toBe(true);
     victim = stored(req, res.body, 'uid-victim');
     inventory.push(victim);
+    // A pod with a claim, in a namespace opted in for pods (M4).
+    await h.post(paths.syncNamespaces, namespaceReview('CREATE', 'pods', { [POD_LABEL]: 'allocate' }));
+    const podReq = podReview('CREATE', pod('pod-victim', 'pods', 'br'));
+    const podRes = await h.post(paths.mutatePods, podReq);
+    expect(networksOf(podReq, podRes.body)[0].mac).toBeDefined();
+    podVictim = storedPod(podReq, podRes.body, 'uid-pod-victim');
   });
   afterAll(async () => h.close());
 
@@ -70,6 +91,8 @@ describe('role-scoped credentials (S4)', () => {
     const path = {
       create: paths.mutateVirtualMachines,
       delete: paths.releaseVirtualMachines,
+      pod: paths.mutatePods,
+      podDelete: paths.releasePods,
       namespace: paths.syncNamespaces,
       hyperconverged: paths.validateHyperConverged,
       reconcile: '/reconcile',
@@ -77,6 +100,8 @@ describe('role-scoped credentials (S4)', () => {
     const body = {
       create: review('CREATE', vm(`intruder-${source}`, 'tenant', [{ name: 'default' }])),
       delete: review('DELETE', null, victim),
+      pod: podReview('CREATE', pod(`intruder-${source}`, 'pods', 'br')),
+      podDelete: podReview('DELETE', null, podVictim),
       namespace: namespaceReview('CREATE', 'tenant', { [LABEL]: 'ignore' }),
       hyperconverged: hcoReview('UPDATE', RANGE, OLD_RANGE),
       // A stored VM whose MAC has no claim: a reconcile would claim it (R3).
@@ -94,9 +119,9 @@ describe('role-scoped credentials (S4)', () => {
   };
 
   const CROSS = ROLES.flatMap((held) =>
-    TARGETS.filter((t) => NEEDS[t] !== held && !(held === 'vm' && t === 'delete')).flatMap((target) =>
-      (['path', 'bearer'] as const).map((source) => ({ held, target, source })),
-    ),
+    TARGETS.filter(
+      (t) => NEEDS[t] !== held && !(held === 'vm' && t === 'delete') && !(held === 'pod' && t === 'podDelete'),
+    ).flatMap((target) => (['path', 'bearer'] as const).map((source) => ({ held, target, source }))),
   );
   /** What each refused credential tried, for the reliability record. */
   const tried = new Map<string, Set<string>>();
@@ -132,7 +157,7 @@ describe('role-scoped credentials (S4)', () => {
     'D1: a DELETE on the VM CREATE/UPDATE credential (%s) is allowed and releases nothing',
     async (source) => {
       const before = await activeClaims(h.db);
-      expect(before.size).toBe(2);
+      expect(before.size).toBe(3); // the VM's two, the pod's one
       const res = await send('delete', roleCredential(SECRET, 'vm'), source);
       expect(res.status).toBe(200);
       expect(res.body.response.allowed).toBe(true);
@@ -141,10 +166,17 @@ describe('role-scoped credentials (S4)', () => {
     },
   );
 
-  it('the pod role has no route yet: /mutate-pods is not served (its refusals elsewhere are in the table above)', async () => {
-    const res = await h.post(`/t/${roleCredential(SECRET, 'pod')}/mutate-pods`, {});
-    expect(res.status).toBe(404);
-  });
+  it.each(['path', 'bearer'] as const)(
+    'M5: a pod DELETE on the pod credential (%s) is allowed and releases nothing',
+    async (source) => {
+      const before = await activeClaims(h.db);
+      const res = await send('podDelete', roleCredential(SECRET, 'pod'), source);
+      expect(res.status).toBe(200);
+      expect(res.body.response.allowed).toBe(true);
+      expect(await activeClaims(h.db)).toEqual(before);
+      expect(h.logs.at(-1)).toMatchObject({ outcome: 'allowed-without-release-role', role: 'pod' });
+    },
+  );
 
   // The positive cases change state, so they run after every refusal above.
   describe.each([
@@ -177,6 +209,23 @@ describe('role-scoped credentials (S4)', () => {
           ? await h.post(webhookPaths(secret).releaseVirtualMachines, del)
           : await h.post('/mutate-virtualmachines', del, { authorization: `Bearer ${credential('release')}` });
       expect(res.body.response.allowed).toBe(true);
+      expect((await activeClaims(h.db)).has(mac)).toBe(false);
+    });
+
+    it('pod: a CREATE through the pod webhook URL claims its MACs, and a DELETE through the release URL frees them', async () => {
+      const req = podReview('CREATE', pod(`pod-${tag}`, 'pods', 'br'));
+      const res =
+        via('pod') === 'path'
+          ? await h.post(webhookPaths(secret).mutatePods, req)
+          : await h.post('/mutate-pods', req, { authorization: `Bearer ${credential('pod')}` });
+      const mac = networksOf(req, res.body)[0].mac;
+      expect((await activeClaims(h.db)).get(mac)).toMatchObject({ cluster: 'east', kind: 'pod', name: `pod-${tag}` });
+      const del = podReview('DELETE', null, storedPod(req, res.body));
+      const freed =
+        via('release') === 'path'
+          ? await h.post(webhookPaths(secret).releasePods, del)
+          : await h.post('/mutate-pods', del, { authorization: `Bearer ${credential('release')}` });
+      expect(freed.body.response.allowed).toBe(true);
       expect((await activeClaims(h.db)).has(mac)).toBe(false);
     });
 
@@ -236,7 +285,7 @@ describe('role-scoped credentials (S4)', () => {
         runs: count(targets.size, 'requests'),
         outcome:
           `every one a bare 401 with claims, namespace mirror and range unchanged (${[...targets].join(', ')})` +
-          (held === 'vm' ? '; a DELETE on it allowed, 0 claims released' : ''),
+          (held === 'vm' || held === 'pod' ? '; a DELETE on it allowed, 0 claims released' : ''),
       });
     }
     note({

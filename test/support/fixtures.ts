@@ -169,3 +169,54 @@ function envelope(
     request: { uid: randomUUID(), kind: { group, version, kind }, resource: { group, version, resource }, ...request },
   };
 }
+
+export const NETWORKS = 'k8s.v1.cni.cncf.io/networks';
+
+/** A pod as a client sends it: `name` or, for a controller's pod, `{ generateName }`; `networks` is the annotation. */
+export function pod(
+  name: string | { generateName: string },
+  namespace: string,
+  networks: string | undefined,
+  meta: { uid?: string; labels?: Record<string, string>; annotations?: Record<string, string>; phase?: string } = {},
+): any {
+  const annotations = { ...(networks !== undefined ? { [NETWORKS]: networks } : {}), ...meta.annotations };
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      ...(typeof name === 'string' ? { name } : name),
+      namespace,
+      ...(meta.uid ? { uid: meta.uid } : {}),
+      ...(meta.labels ? { labels: meta.labels } : {}),
+      ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+    },
+    spec: { containers: [{ name: 'app', image: 'alpine', command: ['sleep', 'infinity'] }] },
+    ...(meta.phase ? { status: { phase: meta.phase } } : {}),
+  };
+}
+
+/** An AdmissionReview of a pod, as kube-apiserver sends it to `/mutate-pods`. */
+export function podReview(
+  operation: 'CREATE' | 'UPDATE' | 'DELETE',
+  object: any,
+  oldObject: any = null,
+  options: { uid?: string; dryRun?: boolean } = {},
+): any {
+  const r = review(operation, object, oldObject, options);
+  r.request.kind = { group: '', version: 'v1', kind: 'Pod' };
+  r.request.resource = { group: '', version: 'v1', resource: 'pods' };
+  return r;
+}
+
+/** The pod's networks annotation after the response's patch, parsed (a JSON list). */
+export function networksOf(request: any, response: any): any[] {
+  return JSON.parse(mutated(request, response).metadata.annotations[NETWORKS]);
+}
+
+/** The pod as the API server stores it after the patch, with the uid it assigns. */
+export function storedPod(request: any, response: any, uid: string = randomUUID()): any {
+  const object = mutated(request, response);
+  object.metadata.name ??= `${object.metadata.generateName}${randomUUID().slice(0, 5)}`;
+  object.metadata.uid = uid;
+  return object;
+}

@@ -28,6 +28,7 @@ function claim(m: string, over: Partial<ClaimDoc> = {}): Snapshot<ClaimDoc> {
       mac: m,
       state: 'pending',
       cluster: 'c',
+      kind: 'vm',
       namespace: 'ns',
       name: 'vm1',
       interface: 'default',
@@ -47,7 +48,7 @@ const state = (claims: Record<string, Snapshot<ClaimDoc> | null>): ReadState => 
 
 function request(interfaces: PlannedInterface[], over: Partial<ClaimRequest> = {}): ClaimRequest {
   return {
-    owner: { cluster: 'c', namespace: 'ns', name: 'vm1' },
+    owner: { cluster: 'c', namespace: 'ns', name: 'vm1', kind: 'vm' },
     requestUid: 'r1',
     timestamp: 'ts1',
     now: NOW,
@@ -123,7 +124,7 @@ describe('planClaims', () => {
     {
       name: 'same namespace: the holder is named',
       holder: { name: 'vm2' },
-      expected: { code: 'mac-in-use', interface: 'eth', mac: '02:00:00:00:00:20', holder: 'vm2' },
+      expected: { code: 'mac-in-use', interface: 'eth', mac: '02:00:00:00:00:20', holder: 'vm2', holderKind: 'vm' },
     },
     {
       name: 'other namespace: not named (S3)',
@@ -240,7 +241,7 @@ describe('planClaims', () => {
 
 describe('planRelease (D1)', () => {
   const base = {
-    owner: { cluster: 'c', namespace: 'ns', name: 'vm1' },
+    owner: { cluster: 'c', namespace: 'ns', name: 'vm1', kind: 'vm' as const },
     requestUid: 'del',
     now: NOW,
     cooldownMs: 600_000,
@@ -389,7 +390,7 @@ describe('U6: a release by an UPDATE or DELETE is not a fact until the cluster s
       releasedAt: new Date(NOW.getTime() - 60_000),
       ...over,
     });
-  const other = { cluster: 'c', namespace: 'other', name: 'newcomer' };
+  const other = { cluster: 'c', namespace: 'other', name: 'newcomer', kind: 'vm' as const };
 
   it.each([
     { name: 'unconfirmed, cooling down', over: {}, allowed: false },
@@ -409,6 +410,7 @@ describe('U6: a release by an UPDATE or DELETE is not a fact until the cluster s
     if (result.kind === 'denied') {
       expect(result.error).toEqual({
         code: 'mac-release-unconfirmed',
+        holderKind: 'vm',
         interface: 'default',
         mac: '02:00:00:00:00:80',
         freeAt: new Date(NOW.getTime() - 60_000 + 600_000).toISOString(),
@@ -449,7 +451,7 @@ describe('U6: a release by an UPDATE or DELETE is not a fact until the cluster s
   it('a DELETE leaves the MACs its VM carries unconfirmed and confirms the ones it does not', () => {
     const plan = planRelease(
       {
-        owner: { cluster: 'c', namespace: 'ns', name: 'vm1' },
+        owner: { cluster: 'c', namespace: 'ns', name: 'vm1', kind: 'vm' },
         uid: 'u1',
         requestUid: 'del',
         now: NOW,

@@ -87,6 +87,7 @@ describe('claims', () => {
     namespace: 'lab',
     name: '',
     interface: 'default',
+    kind: 'vm',
     origin: 'allocated',
     createdAt: new Date('2026-11-27T12:00:00.123Z'),
     updatedAt: new Date('2026-11-27T12:00:05.999Z'),
@@ -96,12 +97,12 @@ describe('claims', () => {
     {
       name: 'a generateName claim shows no VM name yet',
       listed: { mac: claim.mac, claim },
-      row: [claim.mac, 'pending', 'east', 'lab', '-', 'default', 'allocated', '2026-11-27T12:00:05Z'],
+      row: [claim.mac, 'pending', 'east', 'lab', 'vm', '-', 'default', 'allocated', '2026-11-27T12:00:05Z'],
     },
     {
       name: 'a claim that does not parse shows what it can',
       listed: { mac: claim.mac, problem: 'state: Invalid option', raw: { cluster: 'east', name: 3 } },
-      row: [claim.mac, '(invalid)', 'east', '-', '-', '-', '-', '-'],
+      row: [claim.mac, '(invalid)', 'east', '-', 'vm', '-', '-', '-', '-'],
     },
   ])('claimRow: $name', ({ listed, row }) => {
     expect(claimRow(listed)).toEqual(row);

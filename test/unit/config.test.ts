@@ -9,6 +9,7 @@ describe('parsePoolConfig', () => {
     expect(range.ok && range.config.usable.key).toBe('02:00:00:00:00:00-02:ff:ff:ff:ff:ff');
     expect(range.ok && range.config.settings).toEqual({
       optMode: 'opt-out',
+      podOptMode: 'opt-in',
       cooldownSeconds: 600,
       waitTimeSeconds: 300,
       releaseGuardPercent: 10,

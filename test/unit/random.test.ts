@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { sample, shuffle } from '../../shared/freelist.js';
-import { randomBelow } from '../../shared/pool.js';
+import { randomBelow } from '../../shared/engine.js';
 
 /** Counts of `draw()` over `n` buckets; each must lie within `slack` of the mean (loose: never flaky). */
 function expectEven(n: number, trials: number, draw: () => number, slack = 0.25) {

@@ -23,6 +23,7 @@ function claim(mac: string, over: Partial<ClaimDoc> = {}): Snapshot<ClaimDoc> {
       mac,
       state: 'pending',
       cluster: 'c',
+      kind: 'vm',
       namespace: 'ns',
       name: 'vm1',
       interface: 'default',
@@ -41,6 +42,7 @@ const inv = (
   uid = `uid-${name}`,
   deleting = false,
 ): InventoryVm => ({
+  kind: 'vm',
   namespace,
   name,
   uid,
@@ -88,6 +90,7 @@ describe('parseInventory', () => {
     });
     expect(out.vms).toEqual([
       {
+        kind: 'vm',
         namespace: 'ns',
         name: 'a',
         uid: 'u',
@@ -123,14 +126,14 @@ describe('parseInventory', () => {
     const out = parseInventory({
       kind: 'List',
       items: [
-        { kind: 'Pod', metadata: { name: 'p' } },
+        { kind: 'Service', metadata: { name: 'p' } },
         { kind: 'VirtualMachine', metadata: { name: 'nons' } },
         bad,
         42,
       ],
     });
     expect(out.problems).toEqual([
-      'item 1 (Pod p): not a VirtualMachine or Namespace, skipped',
+      'item 1 (Service p): not a VirtualMachine, Pod or Namespace, skipped',
       'VirtualMachine ?/nons: no metadata.namespace, skipped',
       'VirtualMachine ns/bad: interface d has an unusable MAC "zz"',
       'item 4: not a Kubernetes object with metadata.name',

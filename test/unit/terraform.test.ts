@@ -820,6 +820,7 @@ describe('terraform cluster module (Kubernetes)', () => {
 
   it('defaults to what webhookConfigurations() defaults to', () => {
     expect(cluster.variables.opt_mode?.default).toBe('opt-out');
+    expect(cluster.variables.pod_opt_mode?.default).toBe('opt-in');
     expect(cluster.variables.timeout_seconds?.default).toBe(DEFAULT_TIMEOUT_SECONDS);
     const rendered = renderWebhooks({ function_url: url, token });
     const expected = webhookConfigurations({ url, token });
@@ -828,16 +829,27 @@ describe('terraform cluster module (Kubernetes)', () => {
   });
 
   it.each(
-    OPT_MODES.flatMap((optMode) => [
-      { name: `${optMode}, bare URL`, o: { url, token, optMode, timeoutSeconds: 10 } },
-      { name: `${optMode}, trailing slash, 5 s`, o: { url: `${url}/`, token, optMode, timeoutSeconds: 5 } },
-      { name: `${optMode}, path prefix, 30 s`, o: { url: `${url}/base`, token, optMode, timeoutSeconds: 30 } },
-    ]),
+    OPT_MODES.flatMap((optMode, i) => {
+      // Each pod opt mode with each VM opt mode, across the URL shapes.
+      const podOptMode = OPT_MODES[(i + 1) % OPT_MODES.length]!;
+      return [
+        { name: `${optMode}, bare URL`, o: { url, token, optMode, podOptMode: optMode, timeoutSeconds: 10 } },
+        {
+          name: `${optMode}, pods ${podOptMode}, trailing slash, 5 s`,
+          o: { url: `${url}/`, token, optMode, podOptMode, timeoutSeconds: 5 },
+        },
+        {
+          name: `${optMode}, path prefix, 30 s`,
+          o: { url: `${url}/base`, token, optMode, podOptMode, timeoutSeconds: 30 },
+        },
+      ];
+    }),
   )('webhook HCL equals webhookConfigurations(): $name', ({ o }: { o: Required<WebhookOptions> }) => {
     const rendered = renderWebhooks({
       function_url: o.url,
       token: o.token,
       opt_mode: o.optMode,
+      pod_opt_mode: o.podOptMode,
       timeout_seconds: o.timeoutSeconds,
     });
     const expected = webhookConfigurations(o);
@@ -856,12 +868,12 @@ describe('terraform cluster module (Kubernetes)', () => {
     for (const t of types) expect(Object.keys(cluster.resources[t] ?? {})).toEqual(['macpool']);
   });
 
-  it('lets the reconcile job get and list VMs and namespaces, nothing else', () => {
+  it('lets the reconcile job get and list VMs, pods and namespaces, nothing else', () => {
     const roles = Object.keys(cluster.resources).filter((t) => /^kubernetes_(cluster_)?role(_binding)?_v1$/.test(t));
     expect(roles.sort()).toEqual(['kubernetes_cluster_role_binding_v1', 'kubernetes_cluster_role_v1']);
     expect(blocks(resource(cluster, 'kubernetes_cluster_role_v1', 'reconcile').rule)).toEqual([
       { api_groups: ['kubevirt.io'], resources: ['virtualmachines'], verbs: ['get', 'list'] },
-      { api_groups: [''], resources: ['namespaces'], verbs: ['get', 'list'] },
+      { api_groups: [''], resources: ['namespaces', 'pods'], verbs: ['get', 'list'] },
     ]);
     const binding = resource(cluster, 'kubernetes_cluster_role_binding_v1', 'reconcile');
     expect(one(binding.role_ref)).toEqual({
@@ -889,9 +901,15 @@ describe('terraform cluster module (Kubernetes)', () => {
     const container = one(pod.container);
     expect(container.image).toBe('${var.image}');
     expect(container.command).toEqual(['/bin/sh', '-c', '${local.reconcile_script}']);
-    expect(String(cluster.locals.reconcile_script).trim()).toBe(
-      `set -o pipefail\nkubectl get virtualmachines,namespaces -A -o json | gzip -c | curl -sS --fail-with-body -X POST -H "Authorization: Bearer $MACPOOL_RECONCILE_TOKEN" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @- "$MACPOOL_URL/reconcile"`,
-    );
+    // The script itself runs in test/integration/cronjob.test.ts; here, what it is given.
+    const script = String(cluster.locals.reconcile_script);
+    expect(script.split('\n')[0]).toBe('set -eu -o pipefail');
+    expect(script).toContain('-H "Authorization: Bearer $MACPOOL_RECONCILE_TOKEN"');
+    expect(script).toContain('"$MACPOOL_URL/reconcile"');
+    expect(blocks(container.env)).toContainEqual({
+      name: 'MACPOOL_POD_FILTER',
+      value: '${local.reconcile_pod_filter}',
+    });
     expect(one(one(container.env_from).secret_ref).name).toBe('${kubernetes_secret_v1.macpool.metadata[0].name}');
     const secret = resource(cluster, 'kubernetes_secret_v1', 'macpool');
     expect(secret.data).toEqual({

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { formatMac, isLocallyAdministered, isMulticast, type Mac, MAC_MAX, parseMac } from '../../shared/mac.js';
-import { randomBelow } from '../../shared/pool.js';
+import { randomBelow } from '../../shared/engine.js';
 import type { MacRange } from '../../shared/range.js';
 import { localOnly, MAX_LIST_ENTRIES, type PoolRanges, UsableSet, validatePool } from '../../shared/usable.js';
 

@@ -2,6 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { type Role, roleCredential } from '../../shared/credentials.js';
 import {
+  type MutatingWebhook,
   OPT_MODES,
   WEBHOOK_NAMES,
   webhookConfigurations,
@@ -28,6 +29,14 @@ function webhook(o: WebhookOptions, name: string) {
   return found;
 }
 
+const OPT_MODE_CASES = [
+  {
+    podOptMode: 'opt-out' as const,
+    term: { key: 'mutatepods.kubemacpool.io', operator: 'NotIn', values: ['ignore'] },
+  },
+  { podOptMode: 'opt-in' as const, term: { key: 'mutatepods.kubemacpool.io', operator: 'In', values: ['allocate'] } },
+];
+
 describe('webhookConfigurations', () => {
   it('names the configurations and labels them', () => {
     const { mutating, validating } = webhookConfigurations({ url, token });
@@ -36,6 +45,8 @@ describe('webhookConfigurations', () => {
     expect(mutating.webhooks.map((w) => w.name)).toEqual([
       'mutatevirtualmachines.kubemacpool.io',
       'releasevirtualmachines.kubemacpool.io',
+      'mutatepods.kubemacpool.io',
+      'releasepods.kubemacpool.io',
     ]);
     expect(validating.webhooks.map((w) => w.name)).toEqual([
       'syncnamespaces.kubemacpool.io',
@@ -53,16 +64,20 @@ describe('webhookConfigurations', () => {
     expect(urls).toEqual({
       [WEBHOOK_NAMES.mutateVirtualMachines]: at('vm', '/mutate-virtualmachines'),
       [WEBHOOK_NAMES.releaseVirtualMachines]: at('release', '/mutate-virtualmachines'),
+      [WEBHOOK_NAMES.mutatePods]: at('pod', '/mutate-pods'),
+      [WEBHOOK_NAMES.releasePods]: at('release', '/mutate-pods'),
       [WEBHOOK_NAMES.syncNamespaces]: at('namespace-sync', '/validate-namespaces'),
       [WEBHOOK_NAMES.validateHyperConverged]: at('hyperconverged-sync', '/validate-hyperconverged'),
     });
     expect(webhookConfigurationsYaml({ url: base, token })).not.toContain(token);
-    expect(new Set(Object.values(urls)).size).toBe(4);
+    expect(new Set(Object.values(urls)).size).toBe(6);
   });
 
   it.each([
     { name: WEBHOOK_NAMES.mutateVirtualMachines, policy: 'Fail' },
     { name: WEBHOOK_NAMES.releaseVirtualMachines, policy: 'Ignore' },
+    { name: WEBHOOK_NAMES.mutatePods, policy: 'Fail' },
+    { name: WEBHOOK_NAMES.releasePods, policy: 'Ignore' },
     { name: WEBHOOK_NAMES.syncNamespaces, policy: 'Ignore' },
     { name: WEBHOOK_NAMES.validateHyperConverged, policy: 'Ignore' },
   ])('failurePolicy of $name is $policy', ({ name, policy }) => {
@@ -89,6 +104,14 @@ describe('webhookConfigurations', () => {
         resources: ['virtualmachines'],
         scope: 'Namespaced',
       },
+    },
+    {
+      name: WEBHOOK_NAMES.mutatePods,
+      rule: { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' },
+    },
+    {
+      name: WEBHOOK_NAMES.releasePods,
+      rule: { apiGroups: [''], apiVersions: ['v1'], operations: ['DELETE'], resources: ['pods'], scope: 'Namespaced' },
     },
     {
       name: WEBHOOK_NAMES.syncNamespaces,
@@ -146,14 +169,31 @@ describe('webhookConfigurations', () => {
   ])('namespace selectors in $name mode', ({ optMode, term }) => {
     const o: WebhookOptions = optMode === undefined ? { url, token } : { url, token, optMode };
     const selectors = Object.fromEntries(allWebhooks(o).map((w) => [w.name, w.namespaceSelector.matchExpressions]));
+    // M4: the pod webhooks have their own label and mode, opt-in unless told otherwise.
+    const podTerm = { key: 'mutatepods.kubemacpool.io', operator: 'In', values: ['allocate'] };
     expect(selectors).toEqual({
       [WEBHOOK_NAMES.mutateVirtualMachines]: [...runLevels, term],
       [WEBHOOK_NAMES.releaseVirtualMachines]: [...runLevels, term],
+      [WEBHOOK_NAMES.mutatePods]: [...runLevels, podTerm],
+      [WEBHOOK_NAMES.releasePods]: [...runLevels, podTerm],
       // Namespace sync must see opt label changes: no opt term.
       [WEBHOOK_NAMES.syncNamespaces]: runLevels,
       [WEBHOOK_NAMES.validateHyperConverged]: runLevels,
     });
   });
+
+  it.each(OPT_MODE_CASES)(
+    'pod webhooks in $podOptMode mode: their own opt term, virt-launcher pods never sent',
+    ({ podOptMode, term }) => {
+      for (const name of [WEBHOOK_NAMES.mutatePods, WEBHOOK_NAMES.releasePods]) {
+        const w = webhook({ url, token, optMode: 'opt-out', podOptMode }, name) as MutatingWebhook;
+        expect(w.namespaceSelector.matchExpressions).toEqual([...runLevels, term]);
+        expect(w.objectSelector).toEqual({
+          matchExpressions: [{ key: 'kubevirt.io', operator: 'NotIn', values: ['virt-launcher'] }],
+        });
+      }
+    },
+  );
 
   it.each([
     { name: 'minimum', timeoutSeconds: 1 },

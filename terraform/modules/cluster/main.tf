@@ -12,6 +12,7 @@ locals {
   credentials = {
     vm                  = sha256("macpool:v1:vm:${var.token}")
     release             = sha256("macpool:v1:release:${var.token}")
+    pod                 = sha256("macpool:v1:pod:${var.token}")
     namespace_sync      = sha256("macpool:v1:namespace-sync:${var.token}")
     hyperconverged_sync = sha256("macpool:v1:hyperconverged-sync:${var.token}")
     reconcile           = sha256("macpool:v1:reconcile:${var.token}")
@@ -30,6 +31,21 @@ locals {
     }
   }
   opt_expression = local.opt_expressions[var.opt_mode]
+
+  # The pod webhooks' opt term (M4): KubeMacPool's pod label, opt-in by default.
+  pod_opt_expressions = {
+    "opt-out" = {
+      key      = "mutatepods.kubemacpool.io"
+      operator = "NotIn"
+      values   = ["ignore"]
+    }
+    "opt-in" = {
+      key      = "mutatepods.kubemacpool.io"
+      operator = "In"
+      values   = ["allocate"]
+    }
+  }
+  pod_opt_expression = local.pod_opt_expressions[var.pod_opt_mode]
 }
 
 resource "kubernetes_namespace_v1" "macpool" {

@@ -1,14 +1,31 @@
-# Reconcile (SPEC R1-R6): every few minutes, send the cluster's VMs and namespaces to the function, which confirms
+# Reconcile (SPEC R1-R6, M6): every few minutes, send the cluster's VMs, pods on Multus networks and namespaces to the function, which confirms
 # claims, frees abandoned ones, heals missing ones and reports collisions.
 
 locals {
   reconcile_name = "macpool-reconcile"
-  # pipefail: a failed kubectl fails the job instead of sending a partial list. gzip keeps 10,000 VMs (tens of
-  # MB of JSON) far below the 32 MiB request limit; the function inflates Content-Encoding: gzip. The credential
-  # goes in the Authorization header: /reconcile refuses one in the URL (SPEC S4).
+  # M6: only pods on Multus networks (the networks annotation), not virt-launcher pods (their MACs are their VM's),
+  # not finished pods (Succeeded, Failed: gone), and of each only what the reconcile reads, so 10,000 such pods fit
+  # the request limit. The image's jq does the filtering; kubectl's selectors cannot select on annotations.
+  reconcile_pod_filter = <<-EOT
+    {kind: "List", items: [.items[]
+      | select(.metadata.annotations["k8s.v1.cni.cncf.io/networks"] != null)
+      | select((.metadata.labels["kubevirt.io"] // "") != "virt-launcher")
+      | select(.status.phase != "Succeeded" and .status.phase != "Failed")
+      | {kind: "Pod",
+         metadata: {name: .metadata.name, namespace: .metadata.namespace, uid: .metadata.uid,
+                    deletionTimestamp: .metadata.deletionTimestamp,
+                    annotations: {"k8s.v1.cni.cncf.io/networks": .metadata.annotations["k8s.v1.cni.cncf.io/networks"]}},
+         status: {phase: .status.phase}}]}
+  EOT
+  # -e and pipefail: a failed kubectl fails the job instead of sending a partial list ("pods": true tells the
+  # function the list covers every pod, so a missing one would count as gone). gzip keeps 10,000 VMs (tens of MB
+  # of JSON) far below the 32 MiB request limit; the function inflates Content-Encoding: gzip. The credential goes
+  # in the Authorization header: /reconcile refuses one in the URL (SPEC S4).
   reconcile_script = <<-EOT
-    set -o pipefail
-    kubectl get virtualmachines,namespaces -A -o json | gzip -c | curl -sS --fail-with-body -X POST -H "Authorization: Bearer $MACPOOL_RECONCILE_TOKEN" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @- "$MACPOOL_URL/reconcile"
+    set -eu -o pipefail
+    kubectl get virtualmachines,namespaces -A -o json > /tmp/vms.json
+    kubectl get pods -A -o json | jq -c "$MACPOOL_POD_FILTER" > /tmp/pods.json
+    jq -c -n --slurpfile vms /tmp/vms.json --slurpfile pods /tmp/pods.json '{inventory: [$vms[0], $pods[0]], pods: true}' | gzip -c | curl -sS --fail-with-body -X POST -H "Authorization: Bearer $MACPOOL_RECONCILE_TOKEN" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @- "$MACPOOL_URL/reconcile"
   EOT
 }
 
@@ -20,7 +37,7 @@ resource "kubernetes_service_account_v1" "reconcile" {
   }
 }
 
-# Read-only inventory: VMs and namespaces, nothing else.
+# Read-only inventory: VMs, pods and namespaces, nothing else.
 resource "kubernetes_cluster_role_v1" "reconcile" {
   metadata {
     name   = local.reconcile_name
@@ -35,7 +52,7 @@ resource "kubernetes_cluster_role_v1" "reconcile" {
 
   rule {
     api_groups = [""]
-    resources  = ["namespaces"]
+    resources  = ["namespaces", "pods"]
     verbs      = ["get", "list"]
   }
 }
@@ -115,6 +132,10 @@ resource "kubernetes_cron_job_v1" "reconcile" {
               env {
                 name  = "HOME"
                 value = "/tmp"
+              }
+              env {
+                name  = "MACPOOL_POD_FILTER"
+                value = local.reconcile_pod_filter
               }
 
               security_context {

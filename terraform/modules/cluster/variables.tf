@@ -30,6 +30,17 @@ variable "opt_mode" {
   }
 }
 
+variable "pod_opt_mode" {
+  type        = string
+  description = "The pod webhooks (pods on Multus networks). opt-in (default, as KubeMacPool ships it): only namespaces labelled mutatepods.kubemacpool.io=allocate are served. opt-out: every namespace except those labelled mutatepods.kubemacpool.io=ignore. Match config/settings podOptMode."
+  default     = "opt-in"
+
+  validation {
+    condition     = contains(["opt-out", "opt-in"], var.pod_opt_mode)
+    error_message = "pod_opt_mode must be opt-out or opt-in."
+  }
+}
+
 variable "timeout_seconds" {
   type        = number
   description = "Webhook timeout in seconds. The function answers within 8 s (SPEC F1), so keep the default 10."

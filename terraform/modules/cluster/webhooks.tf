@@ -90,6 +90,106 @@ resource "kubernetes_mutating_webhook_configuration_v1" "macpool" {
       }
     }
   }
+
+  # A pod on a Multus network must not start without its MACs (M1): fail closed, as KubeMacPool's pod webhook.
+  # Opt-in by default, so only namespaces labelled mutatepods.kubemacpool.io=allocate depend on the function.
+  webhook {
+    name                      = "mutatepods.kubemacpool.io"
+    admission_review_versions = ["v1", "v1beta1"]
+    failure_policy            = "Fail"
+    match_policy              = "Equivalent"
+    reinvocation_policy       = "Never"
+    side_effects              = "NoneOnDryRun"
+    timeout_seconds           = var.timeout_seconds
+
+    client_config {
+      url = "${local.base_url}/t/${local.credentials.pod}/mutate-pods"
+    }
+
+    rule {
+      api_groups   = [""]
+      api_versions = ["v1"]
+      operations   = ["CREATE"]
+      resources    = ["pods"]
+      scope        = "Namespaced"
+    }
+
+    namespace_selector {
+      match_expressions {
+        key      = "runlevel"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+      match_expressions {
+        key      = "openshift.io/run-level"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+      match_expressions {
+        key      = local.pod_opt_expression.key
+        operator = local.pod_opt_expression.operator
+        values   = local.pod_opt_expression.values
+      }
+    }
+
+    # virt-launcher pods: their MACs are their VM's.
+    object_selector {
+      match_expressions {
+        key      = "kubevirt.io"
+        operator = "NotIn"
+        values   = ["virt-launcher"]
+      }
+    }
+  }
+
+  # Fail-open, with the release credential, as the VM release (M5).
+  webhook {
+    name                      = "releasepods.kubemacpool.io"
+    admission_review_versions = ["v1", "v1beta1"]
+    failure_policy            = "Ignore"
+    match_policy              = "Equivalent"
+    reinvocation_policy       = "Never"
+    side_effects              = "NoneOnDryRun"
+    timeout_seconds           = var.timeout_seconds
+
+    client_config {
+      url = "${local.base_url}/t/${local.credentials.release}/mutate-pods"
+    }
+
+    rule {
+      api_groups   = [""]
+      api_versions = ["v1"]
+      operations   = ["DELETE"]
+      resources    = ["pods"]
+      scope        = "Namespaced"
+    }
+
+    namespace_selector {
+      match_expressions {
+        key      = "runlevel"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+      match_expressions {
+        key      = "openshift.io/run-level"
+        operator = "NotIn"
+        values   = ["0", "1"]
+      }
+      match_expressions {
+        key      = local.pod_opt_expression.key
+        operator = local.pod_opt_expression.operator
+        values   = local.pod_opt_expression.values
+      }
+    }
+
+    object_selector {
+      match_expressions {
+        key      = "kubevirt.io"
+        operator = "NotIn"
+        values   = ["virt-launcher"]
+      }
+    }
+  }
 }
 
 resource "kubernetes_validating_webhook_configuration_v1" "macpool" {
