@@ -903,7 +903,7 @@ describe('terraform cluster module (Kubernetes)', () => {
     expect(container.command).toEqual(['/bin/sh', '-c', '${local.reconcile_script}']);
     // The script itself runs in test/integration/cronjob.test.ts; here, what it is given.
     const script = String(cluster.locals.reconcile_script);
-    expect(script.split('\n')[0]).toBe('set -eu -o pipefail');
+    expect(script.split('\n')[0]).toBe('set -eu');
     expect(script).toContain('-H "Authorization: Bearer $MACPOOL_RECONCILE_TOKEN"');
     expect(script).toContain('"$MACPOOL_URL/reconcile"');
     expect(blocks(container.env)).toContainEqual({

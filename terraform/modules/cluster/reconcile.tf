@@ -17,15 +17,20 @@ locals {
                     annotations: {"k8s.v1.cni.cncf.io/networks": .metadata.annotations["k8s.v1.cni.cncf.io/networks"]}},
          status: {phase: .status.phase}}]}
   EOT
-  # -e and pipefail: a failed kubectl fails the job instead of sending a partial list ("pods": true tells the
-  # function the list covers every pod, so a missing one would count as gone). gzip keeps 10,000 VMs (tens of MB
-  # of JSON) far below the 32 MiB request limit; the function inflates Content-Encoding: gzip. The credential goes
-  # in the Authorization header: /reconcile refuses one in the URL (SPEC S4).
+  # POSIX sh, no pipes: each step writes a file, and -e stops the job at the first failure, so a failed kubectl
+  # sends nothing rather than a partial list ("pods": true tells the function the list covers every pod, so a
+  # missing one would count as gone). gzip keeps 10,000 VMs (tens of MB of JSON) far below the 32 MiB request
+  # limit; the function inflates Content-Encoding: gzip. The credential goes in the Authorization header:
+  # /reconcile refuses one in the URL (SPEC S4).
   reconcile_script = <<-EOT
-    set -eu -o pipefail
-    kubectl get virtualmachines,namespaces -A -o json > /tmp/vms.json
-    kubectl get pods -A -o json | jq -c "$MACPOOL_POD_FILTER" > /tmp/pods.json
-    jq -c -n --slurpfile vms /tmp/vms.json --slurpfile pods /tmp/pods.json '{inventory: [$vms[0], $pods[0]], pods: true}' | gzip -c | curl -sS --fail-with-body -X POST -H "Authorization: Bearer $MACPOOL_RECONCILE_TOKEN" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @- "$MACPOOL_URL/reconcile"
+    set -eu
+    kubectl get virtualmachines,namespaces -A -o json > "$HOME/vms.json"
+    kubectl get pods -A -o json > "$HOME/all-pods.json"
+    jq -c "$MACPOOL_POD_FILTER" "$HOME/all-pods.json" > "$HOME/pods.json"
+    rm "$HOME/all-pods.json"
+    jq -c -n --slurpfile vms "$HOME/vms.json" --slurpfile pods "$HOME/pods.json" '{inventory: [$vms[0], $pods[0]], pods: true}' > "$HOME/inventory.json"
+    gzip -f "$HOME/inventory.json"
+    curl -sS --fail-with-body -X POST -H "Authorization: Bearer $MACPOOL_RECONCILE_TOKEN" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @"$HOME/inventory.json.gz" "$MACPOOL_URL/reconcile"
   EOT
 }
 
@@ -128,7 +133,7 @@ resource "kubernetes_cron_job_v1" "reconcile" {
                 }
               }
 
-              # kubectl writes its discovery cache under $HOME.
+              # kubectl writes its discovery cache, and the job its two lists, under $HOME (the emptyDir /tmp).
               env {
                 name  = "HOME"
                 value = "/tmp"
