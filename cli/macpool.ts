@@ -280,6 +280,7 @@ function configCommands(program: Command): void {
     )
     .option('--unexclude <mac|start-end>', 'remove an exclusion from excludedRanges (repeatable)', collectRanges, [])
     .addOption(new Option('--opt-mode <mode>', 'which namespaces the pool serves').choices(OPT_MODES))
+    .addOption(new Option('--pod-opt-mode <mode>', 'which namespaces the pool serves pods in (M4)').choices(OPT_MODES))
     .option(
       '--cooldown-seconds <n>',
       'how long a released MAC rests before it is handed out again (0-604800)',
@@ -313,6 +314,7 @@ function configCommands(program: Command): void {
           exclude: StoredRange[];
           unexclude: StoredRange[];
           optMode?: OptMode;
+          podOptMode?: OptMode;
           cooldownSeconds?: number;
           waitTimeSeconds?: number;
           releaseGuardPercent?: number;
@@ -324,6 +326,7 @@ function configCommands(program: Command): void {
         }
         const settings: Partial<Settings> = {
           ...(o.optMode !== undefined ? { optMode: o.optMode } : {}),
+          ...(o.podOptMode !== undefined ? { podOptMode: o.podOptMode } : {}),
           ...(o.cooldownSeconds !== undefined ? { cooldownSeconds: o.cooldownSeconds } : {}),
           ...(o.waitTimeSeconds !== undefined ? { waitTimeSeconds: o.waitTimeSeconds } : {}),
           ...(o.releaseGuardPercent !== undefined ? { releaseGuardPercent: o.releaseGuardPercent } : {}),
@@ -344,7 +347,7 @@ function configCommands(program: Command): void {
         if (change.range === undefined && change.lists === undefined && change.settings === undefined) {
           cmd.error(
             'error: nothing to set: give --range-start and --range-end, --add-range, --remove-range, --exclude, ' +
-              '--unexclude, --opt-mode, --cooldown-seconds, --wait-time-seconds or --release-guard-percent',
+              '--unexclude, --opt-mode, --pod-opt-mode, --cooldown-seconds, --wait-time-seconds or --release-guard-percent',
             USAGE,
           );
         }
@@ -711,6 +714,7 @@ interface WebhookCommandOptions {
   cluster: string;
   token?: string;
   optMode: OptMode;
+  podOptMode: OptMode;
   timeoutSeconds: number;
 }
 
@@ -732,6 +736,11 @@ function webhookConfigCommand(program: Command): void {
         .default('opt-out'),
     )
     .addOption(
+      new Option('--pod-opt-mode <mode>', "the pod webhooks' namespace selection; match config/settings podOptMode")
+        .choices(OPT_MODES)
+        .default('opt-in'),
+    )
+    .addOption(
       new Option('--timeout-seconds <n>', 'webhook timeout (1-30)')
         .argParser(wholeNumber)
         .default(DEFAULT_WEBHOOK_TIMEOUT_SECONDS),
@@ -748,6 +757,7 @@ function webhookConfigCommand(program: Command): void {
           url: o.url,
           token: clusterToken(cmd, o.cluster, o.token),
           optMode: o.optMode,
+          podOptMode: o.podOptMode,
           timeoutSeconds: o.timeoutSeconds,
         };
         if (!json(cmd)) return out(webhookConfigurationsYaml(options));

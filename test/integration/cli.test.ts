@@ -212,17 +212,24 @@ describe('macpool config', () => {
   it('config set writes any subset of the settings, validated, keeping the other fields; config get settings shows them', async () => {
     const project = newProject();
     await seed(testDb(project), { 'config/settings': { waitTimeSeconds: 120 } });
-    const r = await macpool(['config', 'set', '--opt-mode', 'opt-in', '--cooldown-seconds', '0'], { project });
-    expect(r).toMatchObject({ code: 0, stdout: 'config/settings: optMode=opt-in cooldownSeconds=0\n' });
+    const r = await macpool(
+      ['config', 'set', '--opt-mode', 'opt-in', '--pod-opt-mode', 'opt-out', '--cooldown-seconds', '0'],
+      { project },
+    );
+    expect(r).toMatchObject({
+      code: 0,
+      stdout: 'config/settings: optMode=opt-in podOptMode=opt-out cooldownSeconds=0\n',
+    });
     expect(await data(testDb(project), 'config/settings')).toEqual({
       optMode: 'opt-in',
+      podOptMode: 'opt-out',
       cooldownSeconds: 0,
       waitTimeSeconds: 120,
     });
     const get = await macpool(['config', 'get', 'settings'], { project });
     expect(JSON.parse(get.stdout)).toEqual({
       optMode: 'opt-in',
-      podOptMode: 'opt-in',
+      podOptMode: 'opt-out',
       cooldownSeconds: 0,
       waitTimeSeconds: 120,
       releaseGuardPercent: 10,
@@ -927,12 +934,30 @@ describe.concurrent('macpool webhook-config', () => {
   it('takes the first token of --cluster from MACPOOL_TOKENS, and the opt mode and timeout given', async () => {
     const east2 = 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee';
     const r = await macpool(
-      ['webhook-config', '--url', FUNCTION_URL, '--cluster', 'east', '--opt-mode', 'opt-in', '--timeout-seconds', '5'],
+      [
+        'webhook-config',
+        '--url',
+        FUNCTION_URL,
+        '--cluster',
+        'east',
+        '--opt-mode',
+        'opt-in',
+        '--pod-opt-mode',
+        'opt-out',
+        '--timeout-seconds',
+        '5',
+      ],
       { env: { MACPOOL_TOKENS: `west=${TOKEN},east=${'e'.repeat(20)},east=${east2}` } },
     );
     expect(r.code).toBe(0);
     expect(yamlDocs(r.stdout)).toEqual(
-      expectedItems({ url: FUNCTION_URL, token: 'e'.repeat(20), optMode: 'opt-in', timeoutSeconds: 5 }),
+      expectedItems({
+        url: FUNCTION_URL,
+        token: 'e'.repeat(20),
+        optMode: 'opt-in',
+        podOptMode: 'opt-out',
+        timeoutSeconds: 5,
+      }),
     );
   });
 
