@@ -155,10 +155,12 @@ export function reconcileText(r: ReconcileReport, cluster: string): string {
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   const lines = [
-    `reconciled ${r.vms} VMs of cluster ${cluster} against ${r.claims} claims in ${(r.durationMs / 1000).toFixed(1)} s`,
+    `reconciled ${r.vms} VMs${r.pods !== undefined ? ` and ${r.pods} pods` : ''} of cluster ${cluster} against ${r.claims} claims in ${(r.durationMs / 1000).toFixed(1)} s`,
     ...rows.map(([k, n, note]) => `${k.padEnd(width)}  ${n}${note && n > 0 ? ` (${note})` : ''}`),
     ...r.collisions.map(
-      (c) => `MAC ${c.mac}: ${c.vms.join(', ')}${c.otherCluster ? ' (also claimed in another cluster)' : ''}`,
+      (c) =>
+        `MAC ${c.mac}: ${[...c.vms, ...(c.pods ?? []).map((p) => `pod ${p}`)].join(', ')}` +
+        (c.otherCluster ? ' (also claimed in another cluster)' : ''),
     ),
     ...r.problems.map((p) => `problem: ${p}`),
     ...(r.refused !== undefined

@@ -36,6 +36,7 @@ import {
 import { RANGE_DOC_PATH, SETTINGS_DOC_PATH, type Settings } from '../shared/config.js';
 import { withDeadline } from '../shared/deadline.js';
 import { CLAIM_STATES, type ClaimState, OWNER_KINDS, type OwnerKind } from '../shared/documents.js';
+import { NAMESPACE_OPT_LABEL, POD_OPT_LABEL } from '../shared/kubevirt.js';
 import { CLUSTER_NAME, DEFAULT_CLUSTER, parseTokens } from '../shared/env.js';
 import { jsonLogger } from '../shared/log.js';
 import { formatMac, parseMac } from '../shared/mac.js';
@@ -406,11 +407,20 @@ function namespaceCommands(program: Command): void {
         namespaceName(value),
       ])
       .addOption(clusterOption('the cluster the namespaces belong to'))
-      .addHelpText('after', examples(`$ macpool namespace ${action} lab-a lab-b --cluster east`))
-      .action(async (namespaces: string[], o: { cluster: string }, cmd: Command) => {
+      .option('--pods', `the pods' label ${POD_OPT_LABEL} (and podOptMode) instead of the VMs'`)
+      .addHelpText(
+        'after',
+        examples(
+          `$ macpool namespace ${action} lab-a lab-b --cluster east`,
+          `$ macpool namespace ${action} lab-a --pods`,
+        ),
+      )
+      .action(async (namespaces: string[], o: { cluster: string; pods?: boolean }, cmd: Command) => {
         const { optMode, views } = await firestore(cmd, async (s) => {
-          const { optMode } = effectiveSettings(await getSettings(s));
-          return { optMode, views: await setNamespaceLabel(s, o.cluster, namespaces, action, optMode) };
+          const settings = effectiveSettings(await getSettings(s));
+          const optMode = o.pods ? settings.podOptMode : settings.optMode;
+          const label = o.pods ? POD_OPT_LABEL : NAMESPACE_OPT_LABEL;
+          return { optMode, views: await setNamespaceLabel(s, o.cluster, namespaces, action, optMode, label) };
         });
         printNamespaces(cmd, o.cluster, optMode, views);
       });
@@ -420,11 +430,14 @@ function namespaceCommands(program: Command): void {
     .command('list')
     .description('list the namespace documents of a cluster: their opt label, and whether the pool serves them')
     .addOption(clusterOption('the cluster to list'))
-    .addHelpText('after', examples('$ macpool namespace list --cluster east'))
-    .action(async (o: { cluster: string }, cmd: Command) => {
+    .option('--pods', `the pods' label ${POD_OPT_LABEL} (and podOptMode) instead of the VMs'`)
+    .addHelpText('after', examples('$ macpool namespace list --cluster east', '$ macpool namespace list --pods'))
+    .action(async (o: { cluster: string; pods?: boolean }, cmd: Command) => {
       const { optMode, views } = await firestore(cmd, async (s) => {
-        const { optMode } = effectiveSettings(await getSettings(s));
-        return { optMode, views: await listNamespaces(s, o.cluster, optMode) };
+        const settings = effectiveSettings(await getSettings(s));
+        const optMode = o.pods ? settings.podOptMode : settings.optMode;
+        const label = o.pods ? POD_OPT_LABEL : NAMESPACE_OPT_LABEL;
+        return { optMode, views: await listNamespaces(s, o.cluster, optMode, label) };
       });
       if (!json(cmd)) {
         const unlisted = optMode === 'opt-out' ? 'served' : 'not served';
@@ -598,11 +611,13 @@ async function readJson(file: string): Promise<unknown> {
 function reconcileCommand(program: Command): void {
   program
     .command('reconcile')
-    .summary("align the claims with the cluster's VMs (kubectl get ... -o json)")
+    .summary("align the claims with the cluster's VMs and pods (kubectl get ... -o json)")
     .description(
       'align the claims with the VMs the cluster stores: bind the claims of stored VMs, release claims whose VM ' +
         'is gone or no longer carries the MAC (once older than the wait time), claim the MACs stored VMs carry ' +
-        'without a claim, and report collisions. With namespaces in the input, their documents are made to match',
+        'without a claim, and report collisions. With namespaces in the input, their documents are made to match. ' +
+        'Pods on Multus networks are reconciled the same way when the input lists a pod (or with --pods); ' +
+        'otherwise pod claims are left alone',
     )
     .addOption(
       new Option(
@@ -615,6 +630,10 @@ function reconcileCommand(program: Command): void {
     .addOption(clusterOption('the cluster the inventory comes from'))
     .option('--dry-run', 'report what the run would bind, release, confirm and claim, and write nothing')
     .option(
+      '--pods',
+      'the input lists every pod on a Multus network, even if it lists none (their claims are then released)',
+    )
+    .option(
       '--force',
       'write even when the inventory looks incomplete: it lists no VM yet would release bound claims, or it would ' +
         'release more than releaseGuardPercent of them (config/settings, default 10)',
@@ -625,52 +644,58 @@ function reconcileCommand(program: Command): void {
         '$ kubectl get virtualmachines,namespaces -A -o json | macpool reconcile -f - --cluster east --dry-run',
         '$ kubectl get virtualmachines,namespaces -A -o json | macpool reconcile -f - --cluster east',
         '$ macpool reconcile -f vms.json -f namespaces.json --cluster east -o json',
+        '$ macpool reconcile -f vms.json -f pods.json --pods --cluster east',
       ),
     )
-    .action(async (o: { filename: string[]; cluster: string; dryRun?: boolean; force?: boolean }, cmd: Command) => {
-      if (o.filename.filter((f) => f === '-').length > 1) {
-        cmd.error('error: standard input (-) can be read once', USAGE);
-      }
-      const inputs = await Promise.all(o.filename.map(readJson));
-      const inventory = parseInventory(inputs.length === 1 ? inputs[0] : inputs);
-      const s = openStore(cmd);
-      // People at a terminal see a progress bar; pipes and logs get none.
-      let bar: cliProgress.SingleBar | undefined;
-      const onProgress = (done: number, total: number) => {
-        if (bar === undefined) {
-          bar = new cliProgress.SingleBar(
-            {
-              stream: process.stderr,
-              format: 'reconcile [{bar}] {value}/{total} writes | {eta_formatted}',
-              clearOnComplete: true,
-            },
-            cliProgress.Presets.shades_classic,
+    .action(
+      async (
+        o: { filename: string[]; cluster: string; dryRun?: boolean; force?: boolean; pods?: boolean },
+        cmd: Command,
+      ) => {
+        if (o.filename.filter((f) => f === '-').length > 1) {
+          cmd.error('error: standard input (-) can be read once', USAGE);
+        }
+        const inputs = await Promise.all(o.filename.map(readJson));
+        const inventory = parseInventory(inputs.length === 1 ? inputs[0] : inputs, o.pods === true);
+        const s = openStore(cmd);
+        // People at a terminal see a progress bar; pipes and logs get none.
+        let bar: cliProgress.SingleBar | undefined;
+        const onProgress = (done: number, total: number) => {
+          if (bar === undefined) {
+            bar = new cliProgress.SingleBar(
+              {
+                stream: process.stderr,
+                format: 'reconcile [{bar}] {value}/{total} writes | {eta_formatted}',
+                clearOnComplete: true,
+              },
+              cliProgress.Presets.shades_classic,
+            );
+            bar.start(total, done);
+          } else bar.update(done);
+        };
+        let report: ReconcileReport;
+        try {
+          report = await reconcile(s, inventory, {
+            cluster: o.cluster,
+            mode: o.dryRun ? 'plan' : 'commit',
+            force: o.force === true,
+            // Structured lines (the mac-collision event among them) on stderr, for log-based metrics when run as a job.
+            log: jsonLogger((line) => process.stderr.write(line + '\n')),
+            ...(process.stderr.isTTY ? { onProgress } : {}),
+          });
+        } finally {
+          bar?.stop();
+        }
+        if (json(cmd)) printJson(report);
+        else out(reconcileText(report, o.cluster));
+        // R8: the report is printed either way; a refused run is a failure, so a job running it fails visibly.
+        if (report.refused !== undefined) {
+          throw new Failure(
+            `reconcile refused, nothing written: ${report.refused}; --force if the inventory is complete`,
           );
-          bar.start(total, done);
-        } else bar.update(done);
-      };
-      let report: ReconcileReport;
-      try {
-        report = await reconcile(s, inventory, {
-          cluster: o.cluster,
-          mode: o.dryRun ? 'plan' : 'commit',
-          force: o.force === true,
-          // Structured lines (the mac-collision event among them) on stderr, for log-based metrics when run as a job.
-          log: jsonLogger((line) => process.stderr.write(line + '\n')),
-          ...(process.stderr.isTTY ? { onProgress } : {}),
-        });
-      } finally {
-        bar?.stop();
-      }
-      if (json(cmd)) printJson(report);
-      else out(reconcileText(report, o.cluster));
-      // R8: the report is printed either way; a refused run is a failure, so a job running it fails visibly.
-      if (report.refused !== undefined) {
-        throw new Failure(
-          `reconcile refused, nothing written: ${report.refused}; --force if the inventory is complete`,
-        );
-      }
-    });
+        }
+      },
+    );
 }
 
 /**

@@ -218,7 +218,7 @@ export type NamespaceAction = (typeof NAMESPACE_ACTIONS)[number];
 
 export interface NamespaceView {
   readonly namespace: string;
-  /** The value of `mutatevirtualmachines.kubemacpool.io`, if set. */
+  /** The value of the opt label (`mutatevirtualmachines.kubemacpool.io`, or the pod label), if set. */
   readonly label: string | undefined;
   /** Whether the pool serves the namespace under the current opt mode (V9). */
   readonly managed: boolean;
@@ -226,22 +226,23 @@ export interface NamespaceView {
   readonly problem?: string;
 }
 
-function namespaceView(namespace: string, data: unknown, mode: OptMode): NamespaceView {
+function namespaceView(namespace: string, data: unknown, mode: OptMode, label: string): NamespaceView {
   const parsed = NamespaceDocSchema.safeParse(data ?? {});
   if (!parsed.success) {
     return {
       namespace,
       label: undefined,
-      managed: namespaceManaged({}, mode),
+      managed: namespaceManaged({}, mode, label),
       problem: describeIssues(parsed.error.issues),
     };
   }
   const labels = parsed.data.labels;
-  return { namespace, label: labels[NAMESPACE_OPT_LABEL], managed: namespaceManaged(labels, mode) };
+  return { namespace, label: labels[label], managed: namespaceManaged(labels, mode, label) };
 }
 
 /**
- * Sets or removes the opt label on `clusters/{cluster}/namespaces/{ns}` for each namespace, in one transaction.
+ * Sets or removes the opt label (the VM label, or with `label` the pod label, M4) on
+ * `clusters/{cluster}/namespaces/{ns}` for each namespace, in one transaction.
  * The whole `labels` map is rewritten (other labels kept), in the shape `NamespaceDocSchema` reads; a document
  * that does not parse is replaced by one that does.
  */
@@ -251,6 +252,7 @@ export async function setNamespaceLabel(
   namespaces: readonly string[],
   action: NamespaceAction,
   mode: OptMode,
+  label: string = NAMESPACE_OPT_LABEL,
 ): Promise<NamespaceView[]> {
   const refs = [...new Set(namespaces)].map((ns) => store.db.doc(namespacePath(cluster, ns)));
   return store.db.runTransaction(async (tx) => {
@@ -258,19 +260,24 @@ export async function setNamespaceLabel(
     return snaps.map((snap, i) => {
       const parsed = NamespaceDocSchema.safeParse(snap.data() ?? {});
       const labels: Record<string, string> = parsed.success ? { ...parsed.data.labels } : {};
-      if (action === 'reset') delete labels[NAMESPACE_OPT_LABEL];
-      else labels[NAMESPACE_OPT_LABEL] = action === 'ignore' ? OPT_OUT_VALUE : OPT_IN_VALUE;
+      if (action === 'reset') delete labels[label];
+      else labels[label] = action === 'ignore' ? OPT_OUT_VALUE : OPT_IN_VALUE;
       // mergeFields replaces the labels map as a whole (merge: true would merge it key by key and never remove).
       tx.set(refs[i]!, { labels }, { mergeFields: ['labels'] });
-      return namespaceView(snap.id, { labels }, mode);
+      return namespaceView(snap.id, { labels }, mode, label);
     });
   });
 }
 
 /** The namespace documents of a cluster, in name order. */
-export async function listNamespaces(store: Store, cluster: string, mode: OptMode): Promise<NamespaceView[]> {
+export async function listNamespaces(
+  store: Store,
+  cluster: string,
+  mode: OptMode,
+  label: string = NAMESPACE_OPT_LABEL,
+): Promise<NamespaceView[]> {
   const snap = await store.db.collection(`${COLLECTIONS.clusters}/${cluster}/${COLLECTIONS.namespaces}`).get();
-  return snap.docs.map((d) => namespaceView(d.id, d.data(), mode));
+  return snap.docs.map((d) => namespaceView(d.id, d.data(), mode, label));
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -283,6 +283,30 @@ describe('macpool namespace', () => {
       expect(NamespaceDocSchema.safeParse(await nsDoc('east', ns)).success).toBe(true);
   });
 
+  it('--pods: allocate sets the pod label beside the VM label; list --pods shows what podOptMode serves (M4)', async () => {
+    await seed(db(), { 'clusters/east/namespaces/pods-a': { labels: { [OPT_LABEL]: 'ignore' } } });
+    const r = await macpool(['namespace', 'allocate', 'pods-a', 'pods-b', '--cluster', 'east', '--pods'], { project });
+    expect(r).toMatchObject({
+      code: 0,
+      stdout: 'NAMESPACE  LABEL     SERVED\npods-a     allocate  yes\npods-b     allocate  yes\n',
+    });
+    expect(await nsDoc('east', 'pods-a')).toEqual({
+      labels: { [OPT_LABEL]: 'ignore', 'mutatepods.kubemacpool.io': 'allocate' },
+    });
+    // The VM view of the same namespace is unchanged: still ignored for VMs.
+    const list = JSON.parse(
+      (await macpool(['namespace', 'list', '--cluster', 'east', '-o', 'json'], { project })).stdout,
+    );
+    expect(list.namespaces.find((n: any) => n.namespace === 'pods-a')).toEqual({
+      namespace: 'pods-a',
+      label: 'ignore',
+      managed: false,
+    });
+    const pods = await macpool(['namespace', 'list', '--cluster', 'east', '--pods'], { project });
+    expect(pods.stderr).toBe('cluster east, opt-in mode: namespaces without a document are not served\n');
+    expect(pods.stdout).toMatch(/^pods-a\s+allocate\s+yes$/m);
+  });
+
   it('namespace ignore (default cluster): the function then leaves the namespace alone (V9)', async () => {
     const r = await macpool(['namespace', 'ignore', 'quiet'], { project });
     expect(r.code).toBe(0);
