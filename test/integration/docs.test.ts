@@ -31,7 +31,7 @@ describe('the runnable examples of the docs', () => {
 
   it('are in each doc a new administrator follows', () => {
     expect(new Set(runnable.map((b) => b.file))).toEqual(
-      new Set(['README.md', 'examples/README.md', 'docs/deploy.md']),
+      new Set(['README.md', 'examples/README.md', 'docs/deploy.md', 'docs/migrate-from-kubemacpool.md']),
     );
   });
 
