@@ -257,7 +257,7 @@ function watchBody(
  * Answers with a JSON error and closes the connection, so the rest of the body is never parsed.
  *
  * The close lingers: the answer is written (framed by its length, so the client can read it whole), what the client
- * is still sending is read and dropped, and the connection is ended only once the client has stopped sending (two
+ * is still sending is read and dropped (never by the body parser), and the connection is ended only once the client has stopped sending (two
  * quiet polls) or after LINGER_MAX_MS. Closing at once would leave unread bytes in the kernel's receive buffer,
  * which makes it send a reset, and a reset can discard the answer at the client before it reads it: the client
  * would see a dropped connection instead of a 413 or 408. A client that keeps sending after it got its answer is
@@ -275,6 +275,13 @@ function respond(req: IncomingMessage, res: ServerResponse, r: Refusal): void {
     connection: 'close',
   });
   res.write(body);
+  // A refusal while the body arrives (413, 408) comes after the framework's body parser started reading it: take
+  // the body away from the parser, so it buffers nothing more and never hands the request to the handler (its
+  // 'end' never comes), and drop what is still sent.
+  req.unpipe();
+  req.removeAllListeners('data');
+  req.removeAllListeners('end');
+  req.on('data', () => undefined);
   req.resume();
   const socket = req.socket;
   const started = Date.now();

@@ -348,6 +348,12 @@ export interface ReleaseRequest {
   readonly now: Date;
   readonly cooldownMs: number;
   readonly storedMacs: ReadonlySet<string>;
+  /**
+   * Whether claims of a generateName request (no name yet) count as this owner's when the stored object carries
+   * their MAC (V12). True for VMs, whose MACs change only through the webhook; false for pods, whose annotation can be
+   * edited without it: their unnamed claims are bound by a reconcile, or released by one.
+   */
+  readonly unnamedByMac?: boolean;
 }
 
 export interface ReleasePlan {
@@ -367,8 +373,9 @@ export function planRelease(req: ReleaseRequest, state: ReadState): ReleasePlan 
   const writes: Write[] = [];
   const released: string[] = [];
   const refused: string[] = [];
+  const matching = req.unnamedByMac === false ? new Set<string>() : req.storedMacs;
   for (const [mac, snap] of state.claims) {
-    if (!snap || snap.data === 'corrupt' || !heldBy(snap.data, req.owner, req.requestUid, req.storedMacs)) continue;
+    if (!snap || snap.data === 'corrupt' || !heldBy(snap.data, req.owner, req.requestUid, matching)) continue;
     if (uidRefuses(snap.data, req.uid, 'must-match')) {
       refused.push(mac);
       continue;

@@ -62,6 +62,8 @@ export interface ReleaseInput {
   /** The MACs the stored object carries. */
   readonly storedMacs: ReadonlySet<string>;
   readonly dryRun: boolean;
+  /** See ReleaseRequest.unnamedByMac (allocator.ts). */
+  readonly unnamedByMac: boolean;
 }
 
 export class ClaimEngine {
@@ -257,7 +259,10 @@ export class ClaimEngine {
           for (let attempt = 1; ; attempt++) {
             const state = await this.readHeld(owner, requestUid, storedMacs);
             const now = this.now();
-            const plan = planRelease({ owner, uid: input.uid, requestUid, now, cooldownMs, storedMacs }, state);
+            const plan = planRelease(
+              { owner, uid: input.uid, requestUid, now, cooldownMs, storedMacs, unnamedByMac: input.unnamedByMac },
+              state,
+            );
             if (input.dryRun) return releasedOutcome(plan.released, plan.refused, attempt, 'dry-run');
             try {
               await this.store.commit(plan.writes);

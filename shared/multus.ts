@@ -48,18 +48,40 @@ export type NetworksResult =
   { readonly ok: true; readonly networks: Networks } | { readonly ok: false; readonly problem: string };
 
 const stringField = z.string({ error: 'must be a string' });
+// Multus decodes into a Go struct: null leaves a string field empty, as if it were absent.
 const ElementSchema = z.looseObject(
   {
     name: stringField.min(1, 'must not be empty'),
-    namespace: stringField.optional(),
-    mac: stringField.optional(),
-    interface: stringField.optional(),
-    interfaceRequest: stringField.optional(),
-    ips: z.array(stringField, { error: 'must be a list of strings' }).optional(),
+    namespace: stringField.nullish(),
+    mac: stringField.nullish(),
+    interface: stringField.nullish(),
+    interfaceRequest: stringField.nullish(),
+    ips: z.array(stringField, { error: 'must be a list of strings' }).nullish(),
     'cni-args': z.record(z.string(), z.unknown(), { error: 'must be an object or null' }).nullish(),
   },
   { error: 'must be an object' },
 );
+
+/**
+ * The keys of Multus' NetworkSelectionElement. Go's JSON decoder matches keys regardless of case (`"MAC"` sets the
+ * MAC) and the last of two wins, so an element with `"mac": ""` and `"MAC": "<a VM's MAC>"` would get the pool's MAC
+ * in `mac` and use the other. A key that is one of these in another case is refused.
+ */
+const MULTUS_KEYS = [
+  'name',
+  'namespace',
+  'ips',
+  'mac',
+  'infiniband-guid',
+  'interface',
+  'interfaceRequest',
+  'portMappings',
+  'bandwidth',
+  'deviceID',
+  'cni-args',
+  'default-route',
+];
+const MULTUS_KEYS_FOLDED = new Map(MULTUS_KEYS.map((k) => [k.toLowerCase(), k]));
 const ListSchema = z.array(z.unknown(), { error: 'must be a JSON list of network selection elements' });
 
 /** Parses the annotation's value; `undefined` or blank means the pod asks for no secondary network. */
@@ -70,24 +92,22 @@ export function parseNetworks(value: string | undefined): NetworksResult | undef
   if (!result.ok) return result;
   const { elements } = result;
   if (elements.length === 0) return undefined;
-  if (elements.length > MAX_ATTACHMENTS) {
-    return { ok: false, problem: `lists ${elements.length} networks; at most ${MAX_ATTACHMENTS} are served` };
-  }
   const attachments: Attachment[] = [];
   for (const [index, element] of elements.entries()) {
     const name = element.name as string;
-    const namespace = element.namespace as string | undefined;
-    const requested = (element.interface as string | undefined) || (element.interfaceRequest as string | undefined);
-    if (requested !== undefined && requested !== '') {
+    const namespace = (element.namespace as string | null | undefined) ?? undefined;
+    const requested =
+      (element.interface as string | null | undefined) || (element.interfaceRequest as string | null | undefined);
+    if (requested) {
       const problem = interfaceProblem(requested);
       if (problem !== undefined) return { ok: false, problem: `element ${index + 1}: interface ${problem}` };
     }
-    const mac = element.mac as string | undefined;
+    const mac = element.mac as string | null | undefined;
     attachments.push({
       index,
       network: namespace ? `${namespace}/${name}` : name,
       interface: requested || `net${index + 1}`,
-      macText: mac === undefined || mac === '' ? undefined : mac,
+      macText: mac === undefined || mac === null || mac === '' ? undefined : mac,
     });
   }
   return { ok: true, networks: { form: result.form, attachments, elements } };
@@ -115,10 +135,20 @@ function parseJsonForm(value: string): Elements {
   }
   const list = ListSchema.safeParse(json);
   if (!list.success) return { ok: false, problem: 'must be a JSON list of network selection elements' };
+  if (list.data.length > MAX_ATTACHMENTS) return tooMany(list.data.length);
   const elements: Record<string, unknown>[] = [];
   for (const [i, raw] of list.data.entries()) {
     const element = ElementSchema.safeParse(raw);
     if (!element.success) return { ok: false, problem: describeZodError(element.error, `element ${i + 1}`) };
+    for (const key of Object.keys(raw as object)) {
+      const known = MULTUS_KEYS_FOLDED.get(key.toLowerCase());
+      if (known !== undefined && known !== key) {
+        return {
+          ok: false,
+          problem: `element ${i + 1}: key ${JSON.stringify(key)} is ${JSON.stringify(known)} in another case, which Multus would read as ${JSON.stringify(known)}; write it as ${JSON.stringify(known)}`,
+        };
+      }
+    }
     // The raw element, not the parsed copy: fields are kept exactly as given, in their order.
     elements.push(raw as Record<string, unknown>);
   }
@@ -128,7 +158,9 @@ function parseJsonForm(value: string): Elements {
 /** `[namespace/]name[@interface]`, comma-separated, each part a DNS label (Multus' own rules). */
 function parseShortForm(value: string): Elements {
   const elements: Record<string, unknown>[] = [];
-  for (const [i, raw] of value.split(',').entries()) {
+  const items = value.split(',');
+  if (items.length > MAX_ATTACHMENTS) return tooMany(items.length);
+  for (const [i, raw] of items.entries()) {
     const item = raw.trim();
     const where = `item ${i + 1} (${JSON.stringify(item.slice(0, 80))})`;
     const slash = item.split('/');
@@ -158,6 +190,10 @@ function parseShortForm(value: string): Elements {
     elements.push({ name, ...(namespace !== '' ? { namespace } : {}), ...(iface !== '' ? { interface: iface } : {}) });
   }
   return { ok: true, form: 'short', elements };
+}
+
+function tooMany(n: number): { ok: false; problem: string } {
+  return { ok: false, problem: `lists ${n} networks; at most ${MAX_ATTACHMENTS} are served` };
 }
 
 function interfaceProblem(name: string): string | undefined {

@@ -48,17 +48,17 @@ const denied = (error: DomainError, attempts: number) => deny(error, attempts, '
 const PodSchema = z.looseObject({
   metadata: z
     .looseObject({
-      name: z.string().optional(),
-      generateName: z.string().optional(),
-      namespace: z.string().optional(),
-      uid: z.string().optional(),
+      name: z.string().nullish(),
+      generateName: z.string().nullish(),
+      namespace: z.string().nullish(),
+      uid: z.string().nullish(),
       labels: z.record(z.string(), z.string()).nullish(),
       annotations: z.record(z.string(), z.string()).nullish(),
       ownerReferences: z.array(z.looseObject({ apiVersion: z.string(), kind: z.string() })).nullish(),
     })
     .optional(),
 });
-type Pod = z.infer<typeof PodSchema>;
+export type Pod = z.infer<typeof PodSchema>;
 
 /** Admits a pod request: CREATE claims (M1, M2), DELETE releases (M5); anything else passes unchanged. */
 export function admitPod(engine: ClaimEngine, input: PodAdmission): Promise<AdmissionOutcome> {
@@ -74,6 +74,12 @@ export function admitPod(engine: ClaimEngine, input: PodAdmission): Promise<Admi
     default:
       return input.request.operation satisfies never;
   }
+}
+
+/** A pod object as macpool reads it, or undefined when it is not one (the reconcile's inventory is not checked). */
+export function readPod(object: unknown): Pod | undefined {
+  const parsed = PodSchema.safeParse(object);
+  return parsed.success ? parsed.data : undefined;
 }
 
 /** Why a pod is left alone (M3), or undefined when its networks are the pool's to serve. */
@@ -164,10 +170,12 @@ async function remove(engine: ClaimEngine, { cluster, request }: PodAdmission): 
   );
   return engine.release({
     owner,
-    uid: old.metadata?.uid,
+    uid: old.metadata?.uid ?? undefined,
     requestUid: request.uid,
     storedMacs,
     dryRun: request.dryRun === true,
+    // The annotation can be edited without the webhook: a pod naming a MAC does not make a nameless claim its own.
+    unnamedByMac: false,
   });
 }
 

@@ -29,8 +29,8 @@ import { canonicalMac, isMulticast, parseMac } from './mac.js';
 import type { OptMode } from './webhooks.js';
 import type { Store } from './store.js';
 import { relevantLabels, sameLabels } from './sync.js';
-import { NETWORKS_ANNOTATION, parseNetworks } from './multus.js';
-import { skipReason } from './pod.js';
+import { NETWORK_STATUS_ANNOTATIONS, NETWORKS_ANNOTATION, parseNetworks } from './multus.js';
+import { readPod, skipReason } from './pod.js';
 
 /** A stored VM or pod as the inventory lists it: only what reconcile needs. */
 export interface InventoryVm {
@@ -55,6 +55,11 @@ export interface Inventory {
    * when it does not, and then no pod claim is bound, released or counted.
    */
   readonly pods: readonly InventoryVm[] | undefined;
+  /**
+   * Listed pods of a finished phase (`namespace/name`): gone from the wire, and positive evidence of it, so the
+   * release of their claims is everyday work and does not count against R8's guard.
+   */
+  readonly finishedPods: ReadonlySet<string>;
   /** Namespace labels that matter, when the input listed namespaces; undefined when it did not. */
   readonly namespaces: ReadonlyMap<string, Record<string, string>> | undefined;
   /** Items that were skipped, and why. */
@@ -75,7 +80,7 @@ const ItemSchema = z.looseObject({
   metadata: z.looseObject({
     name: z.string().min(1),
     namespace: z.string().optional(),
-    uid: z.string().optional(),
+    uid: z.string().nullish(),
     labels: z.record(z.string(), z.string()).nullish(),
     deletionTimestamp: z.string().nullish(),
     annotations: z.record(z.string(), z.string()).nullish(),
@@ -93,6 +98,7 @@ export function parseInventory(input: unknown, coversPods = false): Inventory {
   const lists = Array.isArray(input) ? input : [input];
   const vms: InventoryVm[] = [];
   let pods: InventoryVm[] | undefined = coversPods ? [] : undefined;
+  const finishedPods = new Set<string>();
   const problems: string[] = [];
   let namespaces: Map<string, Record<string, string>> | undefined;
   for (const [n, list] of lists.entries()) {
@@ -126,7 +132,8 @@ export function parseInventory(input: unknown, coversPods = false): Inventory {
       if (kind === 'Pod') {
         pods ??= [];
         const pod = inventoryPod(raw, item.data, problems);
-        if (pod !== undefined) pods.push(pod);
+        if (pod === 'finished') finishedPods.add(`${metadata.namespace}/${metadata.name}`);
+        else if (pod !== undefined) pods.push(pod);
         continue;
       }
       if (kind !== 'VirtualMachine') {
@@ -161,47 +168,62 @@ export function parseInventory(input: unknown, coversPods = false): Inventory {
         kind: 'vm',
         namespace: metadata.namespace,
         name: metadata.name,
-        uid: metadata.uid,
+        uid: metadata.uid ?? undefined,
         deleting: typeof metadata.deletionTimestamp === 'string' && metadata.deletionTimestamp !== '',
         timestamp: vm.data.metadata?.annotations?.[TRANSACTION_TIMESTAMP_ANNOTATION],
         macs,
       });
     }
   }
-  return { vms, pods, namespaces, problems };
+  return { vms, pods, finishedPods, namespaces, problems };
 }
 
-/** A listed pod as the reconcile sees it, or undefined when it is not the pool's to track (or is gone). */
-function inventoryPod(raw: unknown, item: z.infer<typeof ItemSchema>, problems: string[]): InventoryVm | undefined {
+/**
+ * A listed pod as the reconcile sees it: its MACs, `finished` for a pod of a terminated phase, or undefined when it
+ * is not the pool's to track. The MACs are those Multus reports in `network-status` for each attachment's
+ * interface, where it has: the networks annotation can be edited after the pod started, its network cannot.
+ */
+function inventoryPod(
+  raw: unknown,
+  item: z.infer<typeof ItemSchema>,
+  problems: string[],
+): InventoryVm | 'finished' | undefined {
   const { metadata } = item;
   const where = `Pod ${metadata.namespace ?? '?'}/${metadata.name}`;
   if (!metadata.namespace || !NAMESPACE_NAME.test(metadata.namespace) || !OBJECT_NAME.test(metadata.name)) {
     problems.push(`${where}: not a valid Kubernetes namespace and name, skipped`);
     return undefined;
   }
-  if (TERMINATED_POD_PHASES.has(item.status?.phase ?? '')) return undefined;
-  if (skipReason(raw as Parameters<typeof skipReason>[0]) === 'virt-launcher') return undefined;
+  const pod = readPod(raw);
+  if (pod === undefined) {
+    problems.push(`${where}: metadata does not parse, skipped`);
+    return undefined;
+  }
+  if (skipReason(pod) === 'virt-launcher') return undefined;
+  if (TERMINATED_POD_PHASES.has(item.status?.phase ?? '')) return 'finished';
   const networks = parseNetworks(metadata.annotations?.[NETWORKS_ANNOTATION]);
   if (networks === undefined) return undefined;
   if (!networks.ok) {
     problems.push(`${where}: annotation ${NETWORKS_ANNOTATION} ${networks.problem}, skipped`);
     return undefined;
   }
+  const reported = networkStatusMacs(metadata.annotations);
   const macs = new Map<string, string>();
   for (const a of networks.networks.attachments) {
-    if (a.macText === undefined) continue;
-    const mac = parseMac(a.macText);
+    const text = reported.get(a.interface) ?? a.macText;
+    if (text === undefined) continue;
+    const mac = parseMac(text);
     if (mac === undefined || isMulticast(mac)) {
-      problems.push(`${where}: interface ${a.interface} has an unusable MAC ${JSON.stringify(a.macText)}`);
+      problems.push(`${where}: interface ${a.interface} has an unusable MAC ${JSON.stringify(text)}`);
       continue;
     }
-    macs.set(a.interface, canonicalMac(a.macText)!);
+    macs.set(a.interface, canonicalMac(text)!);
   }
   return {
     kind: 'pod',
     namespace: metadata.namespace,
     name: metadata.name,
-    uid: metadata.uid,
+    uid: metadata.uid ?? undefined,
     deleting: typeof metadata.deletionTimestamp === 'string' && metadata.deletionTimestamp !== '',
     timestamp: undefined,
     macs,
@@ -213,6 +235,29 @@ export interface ReconcileRequest {
   readonly inventory: Inventory;
   readonly mode: ReconcileMode;
   readonly force: boolean;
+}
+
+const NetworkStatusSchema = z.array(z.looseObject({ interface: z.string().optional(), mac: z.string().optional() }));
+
+/** The MAC Multus reports for each interface (`network-status`), by interface; empty when there is none. */
+function networkStatusMacs(annotations: Record<string, string> | null | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const key of NETWORK_STATUS_ANNOTATIONS) {
+    const text = annotations?.[key];
+    if (text === undefined) continue;
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      continue;
+    }
+    const parsed = NetworkStatusSchema.safeParse(json);
+    if (!parsed.success) continue;
+    for (const entry of parsed.data) {
+      if (entry.interface && entry.mac && !out.has(entry.interface)) out.set(entry.interface, entry.mac);
+    }
+  }
+  return out;
 }
 
 const WrappedSchema = z.strictObject({
@@ -283,6 +328,8 @@ export interface ReconcileState {
   readonly vms: readonly InventoryVm[];
   /** The listed pods; undefined when the inventory does not cover pods (their claims are left alone). */
   readonly pods?: readonly InventoryVm[] | undefined;
+  /** Listed pods of a finished phase (`namespace/name`): releasing their claims is not suspicious (R8). */
+  readonly finishedPods?: ReadonlySet<string>;
   /** Namespace labels by namespace (from the inventory, or the namespace documents). */
   readonly labels: ReadonlyMap<string, Record<string, string>>;
   /** Every claim of the cluster, and the claims (or their absence) of every MAC the VMs carry. */
@@ -414,7 +461,8 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
     }
     writes.push(releaseWrite(doc, snap.version, REQUEST, now, cooldownMs, { by: 'reconcile', confirmedAt: now }));
     released++;
-    if (doc.state === 'bound') releasingBoundOf[doc.kind]++;
+    const finished = doc.kind === 'pod' && (s.finishedPods?.has(`${doc.namespace}/${doc.name}`) ?? false);
+    if (doc.state === 'bound' && !finished) releasingBoundOf[doc.kind]++;
   }
 
   // R3, R4: every MAC a stored VM or pod in a managed namespace carries has a claim for it; collisions (VM-VM,
@@ -522,8 +570,9 @@ export interface ReconcileOptions {
 
 export interface ReconcileReport {
   readonly vms: number;
-  /** Pods listed, when the inventory covers pods. */
+  /** When the inventory covers pods: the pods listed that may run (pending, running), and those that finished. */
   readonly pods?: number;
+  readonly finishedPods?: number;
   readonly claims: number;
   readonly bound: number;
   readonly released: number;
@@ -575,13 +624,19 @@ export async function reconcile(
     settings: settings.settings,
     vms: inventory.vms,
     pods: inventory.pods,
+    finishedPods: inventory.finishedPods,
     labels,
     claims,
   });
 
   const refused = options.force
     ? undefined
-    : distrust(plan, inventory.vms.length, settings.settings.releaseGuardPercent, inventory.pods?.length ?? 1);
+    : distrust(
+        plan,
+        inventory.vms.length,
+        settings.settings.releaseGuardPercent,
+        inventory.pods === undefined ? 1 : inventory.pods.length + inventory.finishedPods.size,
+      );
   const wrote = refused === undefined && (options.mode ?? 'commit') === 'commit';
   const writes = wrote ? [...plan.writes, ...namespaceWrites] : [];
   if (refused !== undefined) {
@@ -601,7 +656,7 @@ export async function reconcile(
   }
   return {
     vms: inventory.vms.length,
-    ...(inventory.pods !== undefined ? { pods: inventory.pods.length } : {}),
+    ...(inventory.pods !== undefined ? { pods: inventory.pods.length, finishedPods: inventory.finishedPods.size } : {}),
     claims: claims.size,
     bound: plan.bound,
     released: plan.released,

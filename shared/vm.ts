@@ -224,6 +224,7 @@ async function remove(engine: ClaimEngine, { cluster, request }: VmAdmission): P
     requestUid: request.uid,
     storedMacs,
     dryRun: request.dryRun === true,
+    unnamedByMac: true,
   });
 }
 

@@ -41,9 +41,11 @@ describe('the reconcile CronJob script', () => {
   it('sends the VMs, namespaces and only the pods on Multus networks, trimmed, with its header credential', async () => {
     const { script, filter } = await jobLocals();
     const list = (items: unknown[]) => JSON.stringify({ apiVersion: 'v1', kind: 'List', items, metadata: {} });
+    const status = '[{"name":"br","interface":"net1","mac":"02:00:00:00:d0:01"}]';
     const served = pod('web-0', 'lab', '[{"name":"br","mac":"02:00:00:00:d0:01"}]', {
       uid: 'uid-web-0',
       phase: 'Running',
+      annotations: { 'k8s.v1.cni.cncf.io/network-status': status, 'example.com/other': 'x' },
     });
     served.spec.containers[0].env = [{ name: 'BIG', value: 'x'.repeat(10_000) }];
     const pods = [
@@ -88,7 +90,7 @@ describe('the reconcile CronJob script', () => {
       },
     });
     const report = JSON.parse(stdout);
-    expect(report).toMatchObject({ vms: 1, pods: 1, healed: 2, wrote: true });
+    expect(report).toMatchObject({ vms: 1, pods: 1, finishedPods: 2, healed: 2, wrote: true });
     const docs = await claims(h.db);
     expect(docs.get('02:00:00:00:d0:01')).toMatchObject({
       kind: 'pod',
@@ -99,22 +101,28 @@ describe('the reconcile CronJob script', () => {
     expect(docs.get('02:00:00:00:d0:10')).toMatchObject({ kind: 'vm', name: 'db', state: 'bound' });
     for (const mac of ['02:00:00:00:d0:02', '02:00:00:00:d0:03', '02:00:00:00:d0:04'])
       expect(docs.has(mac)).toBe(false);
-    // What went over the wire for the pods: their identity, phase and networks annotation, nothing more.
+    // What went over the wire for the pods: identity, phase, the networks and network-status annotations, nothing
+    // more; finished pods too (their phase is evidence), virt-launcher pods and pods off Multus networks not at all.
     const sent = JSON.parse(readFileSync(join(home, 'pods.json'), 'utf8'));
+    const trimmed = (name: string, uid: string | null, networks: string, phase: string, extra = {}) => ({
+      kind: 'Pod',
+      metadata: {
+        name,
+        namespace: 'lab',
+        uid,
+        deletionTimestamp: null,
+        annotations: { [NETWORKS]: networks, ...extra },
+      },
+      status: { phase },
+    });
     expect(sent).toEqual({
       kind: 'List',
       items: [
-        {
-          kind: 'Pod',
-          metadata: {
-            name: 'web-0',
-            namespace: 'lab',
-            uid: 'uid-web-0',
-            deletionTimestamp: null,
-            annotations: { [NETWORKS]: '[{"name":"br","mac":"02:00:00:00:d0:01"}]' },
-          },
-          status: { phase: 'Running' },
-        },
+        trimmed('web-0', 'uid-web-0', '[{"name":"br","mac":"02:00:00:00:d0:01"}]', 'Running', {
+          'k8s.v1.cni.cncf.io/network-status': status,
+        }),
+        trimmed('done', null, '[{"name":"br","mac":"02:00:00:00:d0:03"}]', 'Succeeded'),
+        trimmed('failed', null, '[{"name":"br","mac":"02:00:00:00:d0:04"}]', 'Failed'),
       ],
     });
   });

@@ -14,7 +14,7 @@ import { BODY_TIMEOUT_MS, HEADERS_TIMEOUT_MS } from '../../functions/guard.js';
 import { MAX_BODY_BYTES } from '../../functions/handler.js';
 import { ROLES, roleCredential } from '../../shared/credentials.js';
 import { reconcileHeaders, webhookPaths } from '../support/credentials.js';
-import { emulatorHost } from '../support/harness.js';
+import { emulatorHost, testDb } from '../support/harness.js';
 import { example } from '../support/fixtures.js';
 import { jsonLines } from '../support/load.js';
 import { type FunctionProcess, spawnFunction, waitForHealthy } from '../support/process.js';
@@ -104,10 +104,11 @@ function peakMemory(pid: number): number | undefined {
 describe('the request guard in front of the framework (dist/ under the functions-framework CLI)', () => {
   let fn: FunctionProcess;
   let port: number;
+  const project = `limits-${randomUUID().slice(0, 8)}`;
   beforeAll(async () => {
     fn = await spawnFunction({
       FIRESTORE_EMULATOR_HOST: emulatorHost(),
-      GOOGLE_CLOUD_PROJECT: `limits-${randomUUID().slice(0, 8)}`,
+      GOOGLE_CLOUD_PROJECT: project,
       MACPOOL_TOKENS: `default=${TOKEN}`,
     });
     expect(await waitForHealthy(fn)).toBe(true);
@@ -363,6 +364,34 @@ describe('the request guard in front of the framework (dist/ under the functions
       status: 408,
     },
   ];
+
+  it('a body refused with 408 is never handled, even when the rest of it arrives right after the answer', async () => {
+    const review = example('create-vm-masquerade');
+    review.request.uid = randomUUID();
+    review.request.name = review.request.object.metadata.name = `late-${randomUUID().slice(0, 8)}`;
+    const text = JSON.stringify(review);
+    const chunk = (t: string) => `${Buffer.byteLength(t).toString(16)}\r\n${t}\r\n`;
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.write(post(MUTATE, { 'transfer-encoding': 'chunked' }) + chunk(text.slice(0, 100)));
+    // Past the body deadline the guard answers 408; the client then sends the rest at once.
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (!answer.startsWith('HTTP/1.1 408')) return;
+        clearInterval(poll);
+        resolve();
+      }, 20);
+    });
+    if (!socket.destroyed) socket.write(chunk(text.slice(100)) + '0\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 3_000));
+    socket.destroy();
+    const db = testDb(project);
+    const held = await db.collection('macs').where('name', '==', review.request.name).get();
+    expect(held.size).toBe(0);
+    await db.terminate();
+  });
 
   it('slow and stalled clients are cut off after a bounded time, and the instance keeps serving meanwhile', async () => {
     const slow = Promise.all(SLOW.map((c) => raw(port, c.head(), c)));

@@ -269,6 +269,18 @@ describe('pods on Multus networks (/mutate-pods)', () => {
     }
   });
 
+  it("M5: a pod's DELETE never frees a nameless (generateName) claim just because its annotation names the MAC", async () => {
+    const rs = example('create-pod-generate-name');
+    rs.request.uid = crypto.randomUUID();
+    rs.request.namespace = rs.request.object.metadata.namespace = 'p8';
+    const res = await h.post(PODS, rs);
+    const mac = networksOf(rs, res.body)[0].mac;
+    // Another pod of the namespace, its annotation edited (pod UPDATEs do not pass the webhook) to name that MAC.
+    const other = pod('squatter', 'p8', JSON.stringify([{ name: 'ovs-conf', mac }]), { uid: 'uid-squatter' });
+    expect((await h.post(PODS, podReview('DELETE', null, other))).body.response.allowed).toBe(true);
+    expect((await claims(h.db)).get(mac)).toMatchObject({ state: 'pending', name: '' });
+  });
+
   it('the example DELETE is always allowed, and with no claim for its MAC releases nothing', async () => {
     const res = await h.post(PODS, example('delete-pod-multus'));
     expect(res.body.response).toEqual({ uid: example('delete-pod-multus').request.uid, allowed: true });
@@ -348,6 +360,45 @@ describe('reconcile with pods (M6)', () => {
     expect(refused.status).toBe(409);
     expect(refused.body.refused).toContain('lists no pod on a Multus network');
     expect((await claims(h.db)).get(mac)?.state).toBe('bound');
+  });
+
+  it('finished pods are evidence: releasing their bound claims is not refused, however many they are (R8)', async () => {
+    const made = await Promise.all(
+      ['job-a', 'job-b'].map(async (name) => {
+        const req = podReview('CREATE', pod(name, 'r', 'br'));
+        const res = await h.post(PODS, req);
+        return { stored: storedPod(req, res.body, `uid-${name}`), mac: networksOf(req, res.body)[0].mac as string };
+      }),
+    );
+    clock += 1_000;
+    await h.post('/reconcile', inventory({ vms: [twinVm], pods: made.map((m) => m.stored) }));
+    for (const m of made) expect((await claims(h.db)).get(m.mac)?.state).toBe('bound');
+    clock += 3_600_000;
+    const finished = made.map((m) => ({ ...m.stored, status: { phase: 'Succeeded' } }));
+    const res = await h.post('/reconcile', { ...inventory({ vms: [twinVm], pods: finished }), force: false });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ pods: 0, finishedPods: 2 });
+    for (const m of made) expect((await claims(h.db)).get(m.mac)?.state).toBe('released');
+  });
+
+  it("a pod's MACs are those Multus reports in network-status, not an annotation edited after the pod started", async () => {
+    const req = podReview('CREATE', pod('edited', 'r', 'br'));
+    const res = await h.post(PODS, req);
+    const stored = storedPod(req, res.body, 'uid-edited');
+    const mac = networksOf(req, res.body)[0].mac;
+    stored.metadata.annotations['k8s.v1.cni.cncf.io/network-status'] = JSON.stringify([
+      { name: 'default', interface: 'eth0', mac: '0a:58:0a:80:02:11', default: true },
+      { name: 'r/br', interface: 'net1', mac },
+    ]);
+    // The annotation edited to another MAC: the pod's interface still has the one Multus gave it.
+    stored.metadata.annotations[NETWORKS] = JSON.stringify([{ name: 'br', mac: '02:00:00:00:c0:99' }]);
+    clock += 1_000;
+    await h.post('/reconcile', inventory({ vms: [twinVm], pods: [stored] }));
+    clock += 3_600_000;
+    await h.post('/reconcile', inventory({ vms: [twinVm], pods: [stored] }));
+    const docs = await claims(h.db);
+    expect(docs.get(mac)).toMatchObject({ state: 'bound', name: 'edited' });
+    expect(docs.has('02:00:00:00:c0:99')).toBe(false);
   });
 
   it('a VM example and the pod examples share one pool: no MAC twice', async () => {

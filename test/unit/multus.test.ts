@@ -121,7 +121,16 @@ describe('the networks annotation (multus.ts)', () => {
     expect(parseNetworks(many.split(',').slice(1).join(','))?.ok).toBe(true);
   });
 
+  it.each(['MAC', 'Mac', 'Interface', 'NAME', 'Namespace', 'IPS', 'Cni-Args'])(
+    'refuses the key %s: Multus (Go) would read it as the lower-case field, macpool would not',
+    (key) => {
+      const parsed = parseNetworks(JSON.stringify([{ name: 'br1', mac: '', [key]: '02:00:00:00:00:99' }]));
+      expect(parsed).toEqual({ ok: false, problem: expect.stringContaining(`key "${key}" is`) });
+    },
+  );
+
   it.each([
+    { text: '[{"name":"a","mac":null,"namespace":null,"interface":null}]', interfaces: ['net1'] },
     { text: undefined, result: undefined },
     { text: '', result: undefined },
     { text: '[]', result: undefined },

@@ -4,17 +4,17 @@
 locals {
   reconcile_name = "macpool-reconcile"
   # M6: only pods on Multus networks (the networks annotation), not virt-launcher pods (their MACs are their VM's),
-  # not finished pods (Succeeded, Failed: gone), and of each only what the reconcile reads, so 10,000 such pods fit
-  # the request limit. The image's jq does the filtering; kubectl's selectors cannot select on annotations.
+  # and of each only what the reconcile reads (finished pods too: their phase shows their MACs are off the wire), so
+  # 10,000 such pods fit the request limit. The image's jq does the filtering; no kubectl selector can select on an
+  # annotation.
   reconcile_pod_filter = <<-EOT
     {kind: "List", items: [.items[]
       | select(.metadata.annotations["k8s.v1.cni.cncf.io/networks"] != null)
       | select((.metadata.labels["kubevirt.io"] // "") != "virt-launcher")
-      | select(.status.phase != "Succeeded" and .status.phase != "Failed")
       | {kind: "Pod",
          metadata: {name: .metadata.name, namespace: .metadata.namespace, uid: .metadata.uid,
                     deletionTimestamp: .metadata.deletionTimestamp,
-                    annotations: {"k8s.v1.cni.cncf.io/networks": .metadata.annotations["k8s.v1.cni.cncf.io/networks"]}},
+                    annotations: (.metadata.annotations | with_entries(select(.key == "k8s.v1.cni.cncf.io/networks" or .key == "k8s.v1.cni.cncf.io/network-status")))},
          status: {phase: .status.phase}}]}
   EOT
   # POSIX sh, no pipes: each step writes a file, and -e stops the job at the first failure, so a failed kubectl
@@ -156,8 +156,9 @@ resource "kubernetes_cron_job_v1" "reconcile" {
                   cpu    = "100m"
                   memory = "256Mi"
                 }
+                # kubectl holds the whole pod list in memory: raise this for clusters of tens of thousands of pods.
                 limits = {
-                  memory = "1Gi"
+                  memory = "2Gi"
                 }
               }
 

@@ -76,7 +76,7 @@ variable "schedule" {
 
 variable "image" {
   type        = string
-  description = "Image of the reconcile job; it needs /bin/sh, kubectl and curl. The default is alpine/k8s from Docker Hub; mirror it to your own registry for production or air-gapped clusters."
+  description = "Image of the reconcile job; it needs /bin/sh, kubectl, jq, gzip and curl. The default is alpine/k8s from Docker Hub; mirror it to your own registry for production or air-gapped clusters."
   default     = "docker.io/alpine/k8s:1.34.1"
 
   validation {
