@@ -633,6 +633,7 @@ function reconcileCommand(program: Command): void {
       '--pods',
       'the input lists every pod on a Multus network, even if it lists none (their claims are then released)',
     )
+    .option('--full', 'read every claim of the cluster, not only the cells whose figures differ from the input (R7)')
     .option(
       '--force',
       'write even when the inventory looks incomplete: it lists no VM yet would release bound claims, or it would ' +
@@ -649,7 +650,7 @@ function reconcileCommand(program: Command): void {
     )
     .action(
       async (
-        o: { filename: string[]; cluster: string; dryRun?: boolean; force?: boolean; pods?: boolean },
+        o: { filename: string[]; cluster: string; dryRun?: boolean; force?: boolean; pods?: boolean; full?: boolean },
         cmd: Command,
       ) => {
         if (o.filename.filter((f) => f === '-').length > 1) {
@@ -679,6 +680,7 @@ function reconcileCommand(program: Command): void {
             cluster: o.cluster,
             mode: o.dryRun ? 'plan' : 'commit',
             force: o.force === true,
+            full: o.full === true,
             // Structured lines (the mac-collision event among them) on stderr, for log-based metrics when run as a job.
             log: jsonLogger((line) => process.stderr.write(line + '\n')),
             ...(process.stderr.isTTY ? { onProgress } : {}),

@@ -431,6 +431,7 @@ async function reconcileRequest(
       cluster,
       mode: run.mode,
       force: run.force,
+      full: run.full,
       log: deps.log,
       ...(deps.now ? { now: deps.now() } : {}),
     });

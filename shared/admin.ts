@@ -28,6 +28,7 @@ import {
 } from './documents.js';
 import { CLUSTER_NAME } from './env.js';
 import { NAMESPACE_OPT_LABEL, OPT_IN_VALUE, OPT_OUT_VALUE } from './kubevirt.js';
+import { namespaceDigest } from './fingerprint.js';
 import { formatMac, parseMac } from './mac.js';
 import { DEFAULT_RANGE_END, DEFAULT_RANGE_START, type MacRange } from './range.js';
 import { classifyCommitError, type Store } from './store.js';
@@ -263,7 +264,7 @@ export async function setNamespaceLabel(
       if (action === 'reset') delete labels[label];
       else labels[label] = action === 'ignore' ? OPT_OUT_VALUE : OPT_IN_VALUE;
       // mergeFields replaces the labels map as a whole (merge: true would merge it key by key and never remove).
-      tx.set(refs[i]!, { labels }, { mergeFields: ['labels'] });
+      tx.set(refs[i]!, { labels, digest: namespaceDigest(snap.id, labels) }, { mergeFields: ['labels', 'digest'] });
       return namespaceView(snap.id, { labels }, mode, label);
     });
   });

@@ -18,7 +18,9 @@ import {
   type OwnerKind,
   type ReleaseCause,
   releaseUnconfirmed,
+  unsettled,
 } from './documents.js';
+import { fingerprintFields } from './fingerprint.js';
 
 /** A document version (Firestore `updateTime`), opaque to the plan, used as a write precondition. */
 export type Version = { readonly isEqual: (other: never) => boolean };
@@ -461,6 +463,9 @@ export function claimData(f: ClaimFields): Record<string, unknown> {
   if (f.releasedBy !== undefined) data.releasedBy = f.releasedBy;
   if (f.releaseTimestamp !== undefined) data.releaseTimestamp = f.releaseTimestamp;
   if (f.releaseConfirmedAt !== undefined) data.releaseConfirmedAt = f.releaseConfirmedAt;
+  // R7: the fingerprint goes with the claim, in the same write.
+  const open = unsettled({ state: f.state, releasedBy: f.releasedBy, releaseConfirmedAt: f.releaseConfirmedAt });
+  Object.assign(data, fingerprintFields({ ...f.owner, mac: f.mac, uid: f.uid, interface: f.iface }, open));
   return data;
 }
 
@@ -504,7 +509,8 @@ export function releaseWrite(
 
 /** U6: the release of a claim is shown true; every other field stays as it is. */
 export function confirmWrite(doc: ClaimDoc, version: Version, now: Date): Write {
-  return { kind: 'update', path: claimPath(doc.mac), data: { releaseConfirmedAt: now }, version, optional: [] };
+  const data = { releaseConfirmedAt: now, unsettled: false };
+  return { kind: 'update', path: claimPath(doc.mac), data, version, optional: [] };
 }
 
 function writeFor(

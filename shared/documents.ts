@@ -69,11 +69,19 @@ export const ClaimDocSchema = z.object({
   releaseConfirmedAt: Time.optional(),
   /** releasedAt + cool-down; only for the optional TTL policy that deletes old released claims. */
   expireAt: Time.optional(),
+  /** R7 (fingerprint.ts): the claim's cell, its digest, and whether a reconcile must always read it. */
+  b1: z.number().optional(),
+  b2: z.number().optional(),
+  b3: z.number().optional(),
+  digest: z.number().optional(),
+  unsettled: z.boolean().optional(),
 });
 export type ClaimDoc = z.infer<typeof ClaimDocSchema>;
 
 export const NamespaceDocSchema = z.object({
   labels: z.record(z.string(), z.string()).default({}),
+  /** R7: digest of the namespace's name and labels, so a reconcile compares all namespaces with one aggregation. */
+  digest: z.number().optional(),
 });
 
 /** Fields of a claim that may be absent; an update deletes the ones a new version does not carry. */
@@ -100,6 +108,16 @@ export function releaseUnconfirmed(doc: ClaimDoc): boolean {
     doc.state === 'released' &&
     (doc.releasedBy === 'UPDATE' || doc.releasedBy === 'DELETE') &&
     doc.releaseConfirmedAt === undefined
+  );
+}
+
+/** R7: a claim a reconcile must read on every run: pending, or released without confirmation (U6). */
+export function unsettled(doc: Pick<ClaimDoc, 'state' | 'releasedBy' | 'releaseConfirmedAt'>): boolean {
+  return (
+    doc.state === 'pending' ||
+    (doc.state === 'released' &&
+      (doc.releasedBy === 'UPDATE' || doc.releasedBy === 'DELETE') &&
+      doc.releaseConfirmedAt === undefined)
   );
 }
 

@@ -11,10 +11,13 @@ import {
   CLAIM_OPTIONAL_FIELDS,
   claimPath,
   type ClaimDoc,
+  COLLECTIONS,
   namespacePath,
   type OwnerKind,
   releaseUnconfirmed,
+  unsettled,
 } from './documents.js';
+import { CellFigures, claimDigest, FANOUT, fingerprintFields, inCell, LEVELS, namespaceDigest } from './fingerprint.js';
 import {
   NAMESPACE_NAME,
   NAMESPACE_OPT_LABEL,
@@ -235,6 +238,8 @@ export interface ReconcileRequest {
   readonly inventory: Inventory;
   readonly mode: ReconcileMode;
   readonly force: boolean;
+  /** R7: read every claim (the CronJob does not ask; a run reads everything at least daily anyway). */
+  readonly full: boolean;
 }
 
 const NetworkStatusSchema = z.array(z.looseObject({ interface: z.string().optional(), mac: z.string().optional() }));
@@ -266,6 +271,7 @@ const WrappedSchema = z.strictObject({
   force: z.boolean().optional(),
   /** The inventory lists every pod on Multus networks, even when it lists none (what the CronJob sends). */
   pods: z.boolean().optional(),
+  full: z.boolean().optional(),
 });
 
 /**
@@ -274,18 +280,19 @@ const WrappedSchema = z.strictObject({
  */
 export function parseReconcileRequest(body: unknown): ReconcileRequest {
   const isWrapped = typeof body === 'object' && body !== null && !Array.isArray(body) && 'inventory' in body;
-  if (!isWrapped) return { inventory: parseInventory(body), mode: 'commit', force: false };
+  if (!isWrapped) return { inventory: parseInventory(body), mode: 'commit', force: false, full: false };
   const wrapped = WrappedSchema.safeParse(body);
   if (!wrapped.success) {
     const issue = wrapped.error.issues[0]!;
     throw new InventoryError(
-      `${issue.path.join('.') || 'body'}: ${issue.message}; expected {"inventory": <List>, "dryRun": boolean, "force": boolean, "pods": boolean}`,
+      `${issue.path.join('.') || 'body'}: ${issue.message}; expected {"inventory": <List>, "dryRun": boolean, "force": boolean, "pods": boolean, "full": boolean}`,
     );
   }
   return {
     inventory: parseInventory(wrapped.data.inventory, wrapped.data.pods === true),
     mode: wrapped.data.dryRun ? 'plan' : 'commit',
     force: wrapped.data.force === true,
+    full: wrapped.data.full === true,
   };
 }
 
@@ -332,24 +339,36 @@ export interface ReconcileState {
   readonly finishedPods?: ReadonlySet<string>;
   /** Namespace labels by namespace (from the inventory, or the namespace documents). */
   readonly labels: ReadonlyMap<string, Record<string, string>>;
-  /** Every claim of the cluster, and the claims (or their absence) of every MAC the VMs carry. */
+  /**
+   * The claims read: every claim of the cluster and those of every MAC the listed objects carry (the full path), or
+   * only those that can differ from what the inventory implies (the cells path, R7); a claim not read is as implied.
+   */
   readonly claims: ReadonlyMap<string, Snapshot<ClaimDoc> | null>;
+  /** R8 on the cells path: the cluster's bound claims as the aggregations counted them. */
+  readonly boundTotal?: number;
 }
 
 const REQUEST = 'reconcile';
+
+/** Whether the pool serves a listed object's namespace: V9 for VMs, M4 for pods (each kind its own label and mode). */
+export function servedBy(
+  settings: Settings,
+  labels: ReadonlyMap<string, Record<string, string>>,
+): (o: InventoryVm) => boolean {
+  const optMode: OptMode = settings.optMode;
+  const podOptMode: OptMode = settings.podOptMode;
+  return (o) =>
+    o.kind === 'pod'
+      ? namespaceManaged(labels.get(o.namespace) ?? {}, podOptMode, POD_OPT_LABEL)
+      : namespaceManaged(labels.get(o.namespace) ?? {}, optMode, NAMESPACE_OPT_LABEL);
+}
 
 /** Decides, without I/O, what a reconcile writes (R1-R4). */
 export function planReconcile(s: ReconcileState): ReconcilePlan {
   const { cluster, now } = s;
   const waitMs = s.settings.waitTimeSeconds * 1000;
   const cooldownMs = s.settings.cooldownSeconds * 1000;
-  const optMode: OptMode = s.settings.optMode;
-  const podOptMode: OptMode = s.settings.podOptMode;
-  // V9 for VMs, M4 for pods: each kind has its own label and mode.
-  const managed = (o: InventoryVm) =>
-    o.kind === 'pod'
-      ? namespaceManaged(s.labels.get(o.namespace) ?? {}, podOptMode, POD_OPT_LABEL)
-      : namespaceManaged(s.labels.get(o.namespace) ?? {}, optMode, NAMESPACE_OPT_LABEL);
+  const managed = servedBy(s.settings, s.labels);
   const coversPods = s.pods !== undefined;
   // Which stored VMs and pods carry each MAC.
   const carriers = new Map<string, { vm: InventoryVm; iface: string }[]>();
@@ -515,7 +534,7 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
     rebound,
     awaitingDeletion,
     youngReleases,
-    boundClaims,
+    boundClaims: s.boundTotal ?? boundClaims,
     releasingBound: releasingBoundOf.vm + releasingBoundOf.pod,
     releasingBoundOf,
     collisions,
@@ -563,6 +582,8 @@ export interface ReconcileOptions {
   readonly mode?: ReconcileMode;
   /** R8: apply the plan even when the inventory looks incomplete. The CronJob never forces. */
   readonly force?: boolean;
+  /** R7: read every claim of the cluster, whatever the cells say (otherwise done at least daily). */
+  readonly full?: boolean;
   readonly now?: Date;
   readonly onProgress?: (done: number, total: number) => void;
   readonly log?: Logger;
@@ -589,6 +610,14 @@ export interface ReconcileReport {
   readonly refused?: string;
   /** Writes that found their document changed since it was read (an admission ran meanwhile). */
   readonly conflicts: number;
+  /** R7: how the claims were read (`full`, or only the `cells` whose figures differ), and what it cost. */
+  readonly readPath: ReadPath;
+  /** Firestore document reads as billed: documents read, and one per up to 1,000 index entries aggregated. */
+  readonly reads: number;
+  /** Cells whose claims were read on the cells path. */
+  readonly cellsRead: number;
+  /** Claims that got their fingerprint on the full path (claims from before fingerprints, or edited by hand). */
+  readonly fingerprinted: number;
   /** Namespace documents written or deleted to match the inventory. */
   readonly namespaces: number;
   readonly collisions: Collision[];
@@ -596,28 +625,67 @@ export interface ReconcileReport {
   readonly durationMs: number;
 }
 
-/** Reads the claims, plans (R1-R4) and applies the writes; safe to run while admissions continue (R5). */
-export async function reconcile(
-  store: Store,
+/** What a run reads and decides, before it writes anything. */
+export interface PreparedRun {
+  readonly store: Store;
+  readonly read: ClaimsRead;
+  readonly plan: ReconcilePlan;
+  readonly settings: Settings;
+  readonly kind: OwnerKind | undefined;
+  /** The namespace documents to write so they mirror the inventory's namespaces. */
+  readonly namespaceWrites: readonly Write[];
+  /** On the full path: the claims whose fingerprint is missing or stale, and what gives them one. */
+  readonly fingerprints: readonly Write[];
+}
+
+/**
+ * Reads what the run needs (every claim on the full path, only the cells that differ on the cells path, R7) and
+ * plans; writes nothing. `reconcile` applies what it decides.
+ */
+export async function prepareReconcile(
+  shared: Store,
   inventory: Inventory,
-  options: ReconcileOptions,
-): Promise<ReconcileReport> {
-  const started = performance.now();
+  options: Pick<ReconcileOptions, 'cluster' | 'full' | 'now'>,
+): Promise<PreparedRun> {
+  // This run's own meter: the reads it reports are its own, whatever admissions do meanwhile.
+  const store = shared.metered();
   const now = options.now ?? new Date();
   const { cluster } = options;
-  const [rangeDoc, settingsDoc] = await Promise.all([store.get(RANGE_DOC_PATH), store.get(SETTINGS_DOC_PATH)]);
+  const [rangeDoc, settingsDoc, marker] = await Promise.all([
+    store.get(RANGE_DOC_PATH),
+    store.get(SETTINGS_DOC_PATH),
+    store.get(fingerprintMarkerPath(cluster)),
+  ]);
   const settings = parsePoolConfig(rangeDoc, settingsDoc).settings;
   if (!settings.ok) throw new Error(`cannot reconcile: ${settings.reason}`);
 
-  // Claims first, then the VMs' own MACs: a claim written after the inventory was taken is young, and kept.
-  const claims = new Map<string, Snapshot<ClaimDoc> | null>(await store.claimsOfCluster(cluster));
-  const listed = [...inventory.vms, ...(inventory.pods ?? [])];
-  const carried = listed.flatMap((o) => [...o.macs.values()]).filter((m) => !claims.has(m));
-  for (const [mac, snap] of await store.readMany(carried)) claims.set(mac, snap);
+  // Namespaces: the inventory's labels decide what is served; their documents are read only when their figures
+  // differ from the inventory's (R7).
+  let labels: ReadonlyMap<string, Record<string, string>>;
+  let namespaceWrites: Write[] = [];
+  if (inventory.namespaces !== undefined) {
+    labels = inventory.namespaces;
+    const want = { count: 0, sum: 0 };
+    for (const [ns, l] of inventory.namespaces) {
+      want.count++;
+      want.sum += namespaceDigest(ns, l);
+    }
+    const have = await store.namespaceFigures(cluster);
+    if (have.count !== want.count || have.sum !== want.sum) {
+      namespaceWrites = namespaceSync(cluster, await store.namespaceDocs(cluster), inventory.namespaces);
+    }
+  } else {
+    labels = new Map([...(await store.namespaceDocs(cluster))].map(([ns, d]) => [ns, d.labels]));
+  }
 
-  const stored = await store.namespaceLabels(cluster);
-  const labels = inventory.namespaces ?? stored;
-  const namespaceWrites = inventory.namespaces ? namespaceSync(cluster, stored, inventory.namespaces) : [];
+  // Claims first, then the objects' own MACs: a claim written after the inventory was taken is young, and kept.
+  const objects = [...inventory.vms, ...(inventory.pods ?? [])];
+  const kind: OwnerKind | undefined = inventory.pods === undefined ? 'vm' : undefined;
+  const fullAt = markerTime(marker);
+  const full = options.full === true || fullAt === undefined || now.getTime() - fullAt >= FULL_READ_EVERY_MS;
+  const read = full
+    ? await readAllClaims(store, cluster, objects)
+    : await readChangedCells(store, cluster, objects, kind, servedBy(settings.settings, labels));
   const plan = planReconcile({
     cluster,
     now,
@@ -626,24 +694,51 @@ export async function reconcile(
     pods: inventory.pods,
     finishedPods: inventory.finishedPods,
     labels,
-    claims,
+    claims: read.claims,
+    ...(read.boundTotal !== undefined ? { boundTotal: read.boundTotal } : {}),
   });
+  const fingerprints = full ? fingerprintWrites(read.claims, cluster, new Set(plan.writes.map((w) => w.path))) : [];
+  return { store, read, plan, settings: settings.settings, kind, namespaceWrites, fingerprints };
+}
+
+/** Reads the claims, plans (R1-R4) and applies the writes; safe to run while admissions continue (R5). */
+export async function reconcile(
+  shared: Store,
+  inventory: Inventory,
+  options: ReconcileOptions,
+): Promise<ReconcileReport> {
+  const started = performance.now();
+  const now = options.now ?? new Date();
+  const { cluster } = options;
+  const { store, read, plan, settings, kind, namespaceWrites, fingerprints } = await prepareReconcile(
+    shared,
+    inventory,
+    { ...options, now },
+  );
+  const full = read.path === 'full';
 
   const refused = options.force
     ? undefined
     : distrust(
         plan,
         inventory.vms.length,
-        settings.settings.releaseGuardPercent,
+        settings.releaseGuardPercent,
         inventory.pods === undefined ? 1 : inventory.pods.length + inventory.finishedPods.size,
       );
   const wrote = refused === undefined && (options.mode ?? 'commit') === 'commit';
-  const writes = wrote ? [...plan.writes, ...namespaceWrites] : [];
+  const writes = wrote ? [...plan.writes, ...fingerprints, ...namespaceWrites] : [];
   if (refused !== undefined) {
     options.log?.('ERROR', 'reconcile refused', { cluster, reason: refused, releasingBound: plan.releasingBound });
   }
   options.onProgress?.(0, writes.length);
   const { failed } = await store.applyEach(writes, (done) => options.onProgress?.(done, writes.length));
+  // Every claim now carries its fingerprint: later runs may read only the cells that differ. A write that failed
+  // (an admission ran meanwhile) may have left one without; the next run reads everything again.
+  if (full && wrote && failed === 0) {
+    await store.applyEach([
+      { kind: 'set', path: fingerprintMarkerPath(cluster), data: { fullAt: now, claims: read.claims.size } },
+    ]);
+  }
   for (const c of plan.collisions) {
     options.log?.('WARNING', LOG_EVENTS.collision.message, {
       event: LOG_EVENTS.collision.event,
@@ -657,11 +752,12 @@ export async function reconcile(
   return {
     vms: inventory.vms.length,
     ...(inventory.pods !== undefined ? { pods: inventory.pods.length, finishedPods: inventory.finishedPods.size } : {}),
-    claims: claims.size,
+    claims: read.claims.size,
     bound: plan.bound,
     released: plan.released,
     healed: plan.healed,
-    unchanged: plan.unchanged,
+    // On the cells path the bound claims not read are unchanged too: their cells hold what the inventory implies.
+    unchanged: plan.unchanged + (read.boundTotal === undefined ? 0 : read.boundTotal - boundRead(read, cluster, kind)),
     skippedYoung: plan.skippedYoung,
     confirmed: plan.confirmed,
     rebound: plan.rebound,
@@ -670,6 +766,10 @@ export async function reconcile(
     wrote,
     ...(refused !== undefined ? { refused } : {}),
     conflicts: failed,
+    readPath: read.path,
+    reads: store.meter.reads,
+    cellsRead: read.cellsRead,
+    fingerprinted: wrote ? fingerprints.length : 0,
     namespaces: namespaceWrites.length,
     collisions: plan.collisions,
     problems: [...inventory.problems],
@@ -677,17 +777,172 @@ export async function reconcile(
   };
 }
 
+/** The full path: every claim of the cluster, and the claims (or their absence) of every MAC the objects carry. */
+async function readAllClaims(store: Store, cluster: string, objects: readonly InventoryVm[]): Promise<ClaimsRead> {
+  const claims = new Map<string, Snapshot<ClaimDoc> | null>(await store.claimsOfCluster(cluster));
+  const carried = objects.flatMap((o) => [...o.macs.values()]).filter((m) => !claims.has(m));
+  for (const [mac, snap] of await store.readMany(carried)) claims.set(mac, snap);
+  return { claims, path: 'full', cellsRead: 0 };
+}
+
+/** The bound claims of the cluster (of the kind the figures count) among those read. */
+function boundRead(read: ClaimsRead, cluster: string, kind: OwnerKind | undefined): number {
+  let n = 0;
+  for (const snap of read.claims.values()) {
+    const doc = snap && snap.data !== 'corrupt' ? snap.data : undefined;
+    if (doc?.state === 'bound' && doc.cluster === cluster && (kind === undefined || doc.kind === kind)) n++;
+  }
+  return n;
+}
+
+function markerTime(marker: Record<string, unknown> | undefined): number | undefined {
+  const at = marker?.fullAt as { toDate?: () => Date } | undefined;
+  return typeof at?.toDate === 'function' ? at.toDate().getTime() : undefined;
+}
+
+/** Where a cluster's reconcile records that every claim carries its fingerprint, and when it last read them all. */
+export function fingerprintMarkerPath(cluster: string): string {
+  return `${COLLECTIONS.clusters}/${cluster}/state/reconcile`;
+}
+
+/** A reconcile reads every claim (and rewrites stale fingerprints) at least this often, whatever the cells say. */
+export const FULL_READ_EVERY_MS = 24 * 3600 * 1000;
+
+/** How the claims were read: all of them, or only the cells whose figures differ (R7). */
+export const READ_PATHS = ['full', 'cells'] as const;
+export type ReadPath = (typeof READ_PATHS)[number];
+
+interface ClaimsRead {
+  readonly claims: Map<string, Snapshot<ClaimDoc> | null>;
+  readonly path: ReadPath;
+  /** R8 on the cells path: the cluster's bound claims, counted by the aggregations (the claims read are a few). */
+  readonly boundTotal?: number;
+  readonly cellsRead: number;
+}
+
+/**
+ * The cells path (R7): read the unsettled claims, the claims of MACs the inventory cannot predict (carried by
+ * several objects, or in namespaces the pool does not serve), and the claims of every cell whose count and digest
+ * sum of bound claims differ from what the inventory implies; nothing else.
+ */
+async function readChangedCells(
+  store: Store,
+  cluster: string,
+  objects: readonly InventoryVm[],
+  kind: OwnerKind | undefined,
+  managed: (o: InventoryVm) => boolean,
+): Promise<ClaimsRead> {
+  const carriers = new Map<string, { o: InventoryVm; iface: string }[]>();
+  for (const o of objects) {
+    for (const [iface, mac] of o.macs) {
+      const list = carriers.get(mac) ?? [];
+      list.push({ o, iface });
+      carriers.set(mac, list);
+    }
+  }
+  const claims = new Map<string, Snapshot<ClaimDoc> | null>(await store.unsettledClaims(cluster));
+  const expected = new CellFigures();
+  const uncertain: string[] = [];
+  for (const [mac, list] of carriers) {
+    // A pending claim or an unconfirmed release is read already, and not bound: it is in no cell's figures.
+    if (claims.has(mac)) continue;
+    const only = list.length === 1 ? list[0]! : undefined;
+    if (only === undefined || !managed(only.o)) {
+      uncertain.push(mac);
+      continue;
+    }
+    expected.add(mac, claimDigest({ mac, cluster, ...only.o, interface: only.iface }));
+  }
+  // What the inventory cannot predict is read, and its bound claim of this cluster expected as it is.
+  for (const [mac, snap] of await store.readMany(uncertain)) {
+    claims.set(mac, snap);
+    const doc = snap && snap.data !== 'corrupt' ? snap.data : undefined;
+    if (doc?.state === 'bound' && doc.cluster === cluster && (kind === undefined || doc.kind === kind))
+      if (doc.digest !== undefined) expected.add(mac, doc.digest);
+  }
+  // Descend from the 32 top cells into those whose figures differ; read a cell once descending would cost more.
+  const toRead: number[][] = [];
+  let boundTotal = 0;
+  let frontier: number[][] = [[]];
+  for (let level = 0; level < LEVELS && frontier.length > 0; level++) {
+    const next: number[][] = [];
+    const figures = await mapLimited(frontier, AGGREGATION_CONCURRENCY, (prefix) =>
+      store.cellFigures(cluster, kind, prefix),
+    );
+    frontier.forEach((prefix, i) => {
+      figures[i]!.forEach((actual, b) => {
+        const cell = [...prefix, b];
+        if (level === 0) boundTotal += actual.count;
+        const want = expected.get(cell);
+        if (actual.count === want.count && actual.sum === want.sum) return;
+        if (level + 1 === LEVELS || Math.max(actual.count, want.count) <= FANOUT) toRead.push(cell);
+        else next.push(cell);
+      });
+    });
+    frontier = next;
+  }
+  const read = await mapLimited(toRead, AGGREGATION_CONCURRENCY, (cell) => store.claimsInCell(cluster, kind, cell));
+  for (const cellClaims of read) for (const [mac, snap] of cellClaims) claims.set(mac, snap);
+  // The MACs the inventory carries in those cells without a claim among them: absent, released, another kind's or
+  // another cluster's.
+  const missing = [...carriers.keys()].filter((mac) => !claims.has(mac) && toRead.some((cell) => inCell(mac, cell)));
+  for (const [mac, snap] of await store.readMany(missing)) claims.set(mac, snap);
+  return { claims, path: 'cells', boundTotal, cellsRead: toRead.length };
+}
+
+const AGGREGATION_CONCURRENCY = 16;
+
+async function mapLimited<T, R>(items: readonly T[], limit: number, f: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await f(items[i]!);
+      }
+    }),
+  );
+  return out;
+}
+
+/**
+ * Writes that give every claim of the cluster read on the full path its current fingerprint (and kind), where a
+ * claim from before fingerprints, or one an operator edited, lacks it. After a full run whose writes all went
+ * through, the cells path can trust that every claim's fingerprint is in the figures.
+ */
+function fingerprintWrites(
+  claims: ReadonlyMap<string, Snapshot<ClaimDoc> | null>,
+  cluster: string,
+  planned: ReadonlySet<string>,
+): Write[] {
+  const writes: Write[] = [];
+  for (const [mac, snap] of claims) {
+    if (!snap || snap.data === 'corrupt' || snap.data.cluster !== cluster || planned.has(claimPath(mac))) continue;
+    const doc = snap.data;
+    const want = {
+      kind: doc.kind,
+      ...fingerprintFields({ ...doc, uid: doc.uid, interface: doc.interface }, unsettled(doc)),
+    };
+    const have = doc as unknown as Record<string, unknown>;
+    if (Object.entries(want).every(([k, v]) => k === 'kind' || have[k] === v) && doc.b1 !== undefined) continue;
+    writes.push({ kind: 'update', path: claimPath(mac), data: want, version: snap.version, optional: [] });
+  }
+  return writes;
+}
+
 /** Writes that make the namespace documents mirror the inventory's namespaces (and drop the ones gone). */
 function namespaceSync(
   cluster: string,
-  stored: ReadonlyMap<string, Record<string, string>>,
+  stored: ReadonlyMap<string, { labels: Record<string, string>; digest: number | undefined }>,
   listed: ReadonlyMap<string, Record<string, string>>,
 ): Write[] {
   const writes: Write[] = [];
   for (const [ns, labels] of listed) {
     const current = stored.get(ns);
-    if (current !== undefined && sameLabels(current, labels)) continue;
-    writes.push({ kind: 'set', path: namespacePath(cluster, ns), data: { labels } });
+    const digest = namespaceDigest(ns, labels);
+    if (current !== undefined && sameLabels(current.labels, labels) && current.digest === digest) continue;
+    writes.push({ kind: 'set', path: namespacePath(cluster, ns), data: { labels, digest } });
   }
   for (const ns of stored.keys())
     if (!listed.has(ns)) writes.push({ kind: 'delete', path: namespacePath(cluster, ns) });

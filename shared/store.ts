@@ -1,6 +1,8 @@
 import {
+  AggregateField,
   FieldPath,
   FieldValue,
+  type Query,
   type DocumentSnapshot,
   type Firestore,
   type Precondition,
@@ -8,7 +10,15 @@ import {
   type Timestamp,
 } from '@google-cloud/firestore';
 import type { Owner, ReadState, Snapshot, Version, Write } from './allocator.js';
-import { claimPath, ClaimDocSchema, COLLECTIONS, type ClaimDoc, NamespaceDocSchema } from './documents.js';
+import {
+  claimPath,
+  ClaimDocSchema,
+  COLLECTIONS,
+  type ClaimDoc,
+  NamespaceDocSchema,
+  type OwnerKind,
+} from './documents.js';
+import { BUCKET_FIELDS, FANOUT, type Figures } from './fingerprint.js';
 import { formatMac, type Mac } from './mac.js';
 
 /** How a commit ended when it did not succeed. */
@@ -34,13 +44,39 @@ export interface ScannedClaim {
   readonly released: Snapshot<ClaimDoc> | undefined;
 }
 
+/**
+ * Document reads as Firestore bills them: one per document a lookup asks for or a query returns, at least one per
+ * query, and one per up to 1,000 index entries an aggregation counts.
+ */
+export class ReadMeter {
+  reads = 0;
+  documents(n: number): void {
+    this.reads += n;
+  }
+  query(returned: number): void {
+    this.reads += Math.max(1, returned);
+  }
+  aggregation(entries: number): void {
+    this.reads += Math.max(1, Math.ceil(entries / 1000));
+  }
+}
+
 /** Firestore access for the pool: batched reads, range scans and precondition-guarded commits. */
 export class Store {
-  constructor(readonly db: Firestore) {}
+  constructor(
+    readonly db: Firestore,
+    readonly meter: ReadMeter = new ReadMeter(),
+  ) {}
+
+  /** The same database, with its own read meter (a reconcile counts what it reads). */
+  metered(): Store {
+    return new Store(this.db, new ReadMeter());
+  }
 
   /** Reads claims in a single round trip (null for those that do not exist). Reads take no locks. */
   async read(macs: Iterable<string>): Promise<ReadState> {
     const unique = [...new Set(macs)];
+    this.meter.documents(unique.length);
     const snaps = unique.length === 0 ? [] : await this.db.getAll(...unique.map((m) => this.db.doc(claimPath(m))));
     const claims = new Map<string, Snapshot<ClaimDoc> | null>();
     unique.forEach((mac, i) =>
@@ -134,14 +170,60 @@ export class Store {
 
   /** Every claim recorded for a cluster (one query, streamed). */
   async claimsOfCluster(cluster: string): Promise<Map<string, Snapshot<ClaimDoc>>> {
+    return this.claimsWhere(this.db.collection(COLLECTIONS.macs).where('cluster', '==', cluster));
+  }
+
+  /** The claims of a cluster a reconcile reads on every run: pending ones and unconfirmed releases (R7). */
+  async unsettledClaims(cluster: string): Promise<Map<string, Snapshot<ClaimDoc>>> {
+    const macs = this.db.collection(COLLECTIONS.macs);
+    return this.claimsWhere(macs.where('cluster', '==', cluster).where('unsettled', '==', true));
+  }
+
+  /** The claims of a cluster in one cell prefix (1 to 3 bucket numbers), of one kind or of both (R7). */
+  async claimsInCell(
+    cluster: string,
+    kind: OwnerKind | undefined,
+    prefix: readonly number[],
+  ): Promise<Map<string, Snapshot<ClaimDoc>>> {
+    return this.claimsWhere(cellQuery(this.db, cluster, kind, prefix));
+  }
+
+  /**
+   * Count and digest sum of the cluster's bound claims (of one kind, or both) in each of the 32 cells below the
+   * prefix: 32 aggregation queries with equality filters only (R7).
+   */
+  async cellFigures(cluster: string, kind: OwnerKind | undefined, prefix: readonly number[]): Promise<Figures[]> {
+    return Promise.all(
+      Array.from({ length: FANOUT }, async (_, b) => {
+        const query = cellQuery(this.db, cluster, kind, [...prefix, b]).where('state', '==', 'bound');
+        const snap = await query.aggregate({ count: AggregateField.count(), sum: AggregateField.sum('digest') }).get();
+        const { count, sum } = snap.data();
+        this.meter.aggregation(count);
+        return { count, sum: Number(sum ?? 0) };
+      }),
+    );
+  }
+
+  /** Count and digest sum of a cluster's namespace documents (R7). */
+  async namespaceFigures(cluster: string): Promise<Figures> {
+    const snap = await this.db
+      .collection(`${COLLECTIONS.clusters}/${cluster}/${COLLECTIONS.namespaces}`)
+      .aggregate({ count: AggregateField.count(), sum: AggregateField.sum('digest') })
+      .get();
+    const { count, sum } = snap.data();
+    this.meter.aggregation(count);
+    return { count, sum: Number(sum ?? 0) };
+  }
+
+  private async claimsWhere(query: Query): Promise<Map<string, Snapshot<ClaimDoc>>> {
     const out = new Map<string, Snapshot<ClaimDoc>>();
-    const query = this.db.collection(COLLECTIONS.macs).where('cluster', '==', cluster);
     for await (const doc of query.stream() as AsyncIterable<QueryDocumentSnapshot>) {
       out.set(
         doc.id,
         toSnapshot(doc, (x) => ClaimDocSchema.safeParse(x))!,
       );
     }
+    this.meter.query(out.size);
     return out;
   }
 
@@ -187,17 +269,34 @@ export class Store {
     return { failed };
   }
 
-  /** The mirrored labels of every namespace document of a cluster. */
-  async namespaceLabels(cluster: string): Promise<Map<string, Record<string, string>>> {
+  /** The mirrored labels, and digest (R7), of every namespace document of a cluster. */
+  async namespaceDocs(
+    cluster: string,
+  ): Promise<Map<string, { labels: Record<string, string>; digest: number | undefined }>> {
     const snap = await this.db.collection(`${COLLECTIONS.clusters}/${cluster}/${COLLECTIONS.namespaces}`).get();
-    return new Map(snap.docs.map((d) => [d.id, NamespaceDocSchema.safeParse(d.data()).data?.labels ?? {}]));
+    this.meter.query(snap.size);
+    return new Map(
+      snap.docs.map((d) => {
+        const parsed = NamespaceDocSchema.safeParse(d.data());
+        return [d.id, { labels: parsed.data?.labels ?? {}, digest: parsed.data?.digest }];
+      }),
+    );
   }
 
   /** Reads a document's data, or undefined when it does not exist. */
   async get(path: string): Promise<Record<string, unknown> | undefined> {
+    this.meter.documents(1);
     const snap = await this.db.doc(path).get();
     return snap.exists ? (snap.data() as Record<string, unknown>) : undefined;
   }
+}
+
+/** The claims of a cluster in a cell prefix, optionally of one kind. */
+function cellQuery(db: Firestore, cluster: string, kind: OwnerKind | undefined, prefix: readonly number[]): Query {
+  let query: Query = db.collection(COLLECTIONS.macs).where('cluster', '==', cluster);
+  if (kind !== undefined) query = query.where('kind', '==', kind);
+  prefix.forEach((b, i) => (query = query.where(BUCKET_FIELDS[i]!, '==', b)));
+  return query;
 }
 
 /** Sorts a Firestore error into a conflict (re-plan), a transient failure (retry), or neither (rethrow). */

@@ -8,6 +8,7 @@ import type { AdmissionRequest, Verdict } from './admission.js';
 import { RANGE_DOC_PATH } from './config.js';
 import { namespacePath } from './documents.js';
 import { NAMESPACE_NAME, OPT_LABELS } from './kubevirt.js';
+import { namespaceDigest } from './fingerprint.js';
 import { validateRange } from './range.js';
 import type { Store } from './store.js';
 import { withDeadline } from './deadline.js';
@@ -72,7 +73,10 @@ export async function syncNamespace(
       return { verdict: allowed, outcome: 'namespace-unchanged' };
     }
     await withDeadline(
-      () => store.commit([{ kind: 'set', path: namespacePath(cluster, name), data: { labels } }]),
+      () =>
+        store.commit([
+          { kind: 'set', path: namespacePath(cluster, name), data: { labels, digest: namespaceDigest(name, labels) } },
+        ]),
       budgetMs,
       'Firestore',
     );

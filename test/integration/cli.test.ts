@@ -260,11 +260,19 @@ describe('macpool namespace', () => {
     const ignore = await macpool(['namespace', 'ignore', 'lab-a', 'lab-b', '--cluster', 'east'], { project });
     expect(ignore.code).toBe(0);
     expect(ignore.stdout).toBe('NAMESPACE  LABEL   SERVED\nlab-a      ignore  no\nlab-b      ignore  no\n');
-    expect(await nsDoc('east', 'lab-a')).toEqual({ labels: { team: 'a', [OPT_LABEL]: 'ignore' }, other: 1 });
-    expect(await nsDoc('east', 'lab-b')).toEqual({ labels: { [OPT_LABEL]: 'ignore' } });
+    expect(await nsDoc('east', 'lab-a')).toEqual({
+      labels: { team: 'a', [OPT_LABEL]: 'ignore' },
+      digest: expect.any(Number),
+      other: 1,
+    });
+    expect(await nsDoc('east', 'lab-b')).toEqual({ labels: { [OPT_LABEL]: 'ignore' }, digest: expect.any(Number) });
 
     expect((await macpool(['namespace', 'allocate', 'lab-a', '--cluster', 'east'], { project })).code).toBe(0);
-    expect(await nsDoc('east', 'lab-a')).toEqual({ labels: { team: 'a', [OPT_LABEL]: 'allocate' }, other: 1 });
+    expect(await nsDoc('east', 'lab-a')).toEqual({
+      labels: { team: 'a', [OPT_LABEL]: 'allocate' },
+      digest: expect.any(Number),
+      other: 1,
+    });
 
     const reset = await macpool(['namespace', 'reset', 'lab-a', 'lab-b', '--cluster', 'east', '-o', 'json'], {
       project,
@@ -277,8 +285,8 @@ describe('macpool namespace', () => {
         { namespace: 'lab-b', label: null, managed: true },
       ],
     });
-    expect(await nsDoc('east', 'lab-a')).toEqual({ labels: { team: 'a' }, other: 1 });
-    expect(await nsDoc('east', 'lab-b')).toEqual({ labels: {} });
+    expect(await nsDoc('east', 'lab-a')).toEqual({ labels: { team: 'a' }, digest: expect.any(Number), other: 1 });
+    expect(await nsDoc('east', 'lab-b')).toEqual({ labels: {}, digest: expect.any(Number) });
     for (const ns of ['lab-a', 'lab-b'])
       expect(NamespaceDocSchema.safeParse(await nsDoc('east', ns)).success).toBe(true);
   });
@@ -292,6 +300,7 @@ describe('macpool namespace', () => {
     });
     expect(await nsDoc('east', 'pods-a')).toEqual({
       labels: { [OPT_LABEL]: 'ignore', 'mutatepods.kubemacpool.io': 'allocate' },
+      digest: expect.any(Number),
     });
     // The VM view of the same namespace is unchanged: still ignored for VMs.
     const list = JSON.parse(
@@ -855,7 +864,10 @@ describe('macpool reconcile', () => {
       durationMs: expect.any(Number),
     });
     const db = testDb(project);
-    expect(await data(db, 'clusters/east/namespaces/quiet')).toEqual({ labels: { [OPT_LABEL]: 'ignore' } });
+    expect(await data(db, 'clusters/east/namespaces/quiet')).toEqual({
+      labels: { [OPT_LABEL]: 'ignore' },
+      digest: expect.any(Number),
+    });
     expect((await claims(db)).get('02:00:00:00:0e:12')).toBeUndefined(); // an ignored namespace is not healed
 
     // Idempotent: the same inventory again changes nothing.

@@ -1,3 +1,4 @@
+import { namespaceDigest } from '../../shared/fingerprint.js';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { activeClaims, claims, type Harness, startFunction } from '../support/harness.js';
@@ -118,6 +119,7 @@ describe('reconcile (/reconcile)', () => {
     expect(res.body.namespaces).toBe(2);
     expect((await h.db.doc('clusters/default/namespaces/skip-me').get()).data()).toEqual({
       labels: { 'mutatevirtualmachines.kubemacpool.io': 'ignore' },
+      digest: namespaceDigest('skip-me', { 'mutatevirtualmachines.kubemacpool.io': 'ignore' }),
     });
     expect((await claims(h.db)).has('02:00:00:00:c0:01')).toBe(false);
   });

@@ -235,7 +235,7 @@ describe('R8: a reconcile is evidence only if its inventory is', () => {
     const res = await h.post('/reconcile', { inventory: list([]), dryrun: true });
     expect(res.status).toBe(400);
     expect(res.body.error).toContain(
-      'expected {"inventory": <List>, "dryRun": boolean, "force": boolean, "pods": boolean}',
+      'expected {"inventory": <List>, "dryRun": boolean, "force": boolean, "pods": boolean, "full": boolean}',
     );
   });
 });

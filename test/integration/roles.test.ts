@@ -5,6 +5,7 @@
  * and changes nothing in Firestore, except that a DELETE on the VM CREATE/UPDATE credential is allowed and
  * releases nothing (D1). Rotation: the credentials derived from a previous secret keep working for every role.
  */
+import { namespaceDigest } from '../../shared/fingerprint.js';
 import type { Firestore } from '@google-cloud/firestore';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CredentialSource, type Role, ROLES, roleCredential } from '../../shared/credentials.js';
@@ -239,6 +240,7 @@ describe('role-scoped credentials (S4)', () => {
       expect(res.body.response.allowed).toBe(true);
       expect((await h.db.doc(`clusters/east/namespaces/${name}`).get()).data()).toEqual({
         labels: { [LABEL]: 'ignore' },
+        digest: namespaceDigest(name, { [LABEL]: 'ignore' }),
       });
     });
 

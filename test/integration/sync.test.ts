@@ -1,3 +1,4 @@
+import { namespaceDigest } from '../../shared/fingerprint.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { documentCount, type Harness, startFunction } from '../support/harness.js';
 import { hcoReview, namespaceReview, patchOf, review, vm } from '../support/fixtures.js';
@@ -20,6 +21,7 @@ describe('namespace sync (/validate-namespaces)', () => {
       expect(res.body.response).toEqual({ uid: expect.any(String), allowed: true });
       expect((await h.db.doc(`clusters/default/namespaces/${ns}`).get()).data()).toEqual({
         labels: { [LABEL]: 'ignore' },
+        digest: namespaceDigest(ns, { [LABEL]: 'ignore' }),
       });
     }
     const skipped = await h.post('/mutate-virtualmachines', review('CREATE', vm('vm', 'ns1', [{ name: 'default' }])));
@@ -29,7 +31,10 @@ describe('namespace sync (/validate-namespaces)', () => {
       '/validate-namespaces',
       namespaceReview('UPDATE', 'ns1', { team: 'a' }, { [LABEL]: 'ignore', team: 'a' }),
     );
-    expect((await h.db.doc('clusters/default/namespaces/ns1').get()).data()).toEqual({ labels: {} });
+    expect((await h.db.doc('clusters/default/namespaces/ns1').get()).data()).toEqual({
+      labels: {},
+      digest: expect.any(Number),
+    });
     const served = await h.post('/mutate-virtualmachines', review('CREATE', vm('vm', 'ns1', [{ name: 'default' }])));
     expect(patchOf(served.body).some((o) => o.path.endsWith('macAddress'))).toBe(true);
   });
@@ -38,6 +43,7 @@ describe('namespace sync (/validate-namespaces)', () => {
     await h.post('/validate-namespaces', namespaceReview('CREATE', 'ns3', { [LABEL]: 'allocate' }));
     expect((await h.db.doc('clusters/default/namespaces/ns3').get()).data()).toEqual({
       labels: { [LABEL]: 'allocate' },
+      digest: namespaceDigest('ns3', { [LABEL]: 'allocate' }),
     });
     const before = (await h.db.doc('clusters/default/namespaces/ns3').get()).updateTime;
     await h.post(

@@ -214,6 +214,10 @@ describe('reconcileText', () => {
     youngReleases: 0,
     wrote: true,
     conflicts: 1,
+    readPath: 'full',
+    reads: 12,
+    cellsRead: 0,
+    fingerprinted: 0,
     namespaces: 0,
     collisions: [
       { mac: '02:00:00:00:00:01', vms: ['a/x', 'b/y'], otherCluster: false },
