@@ -291,6 +291,20 @@ export class Store {
   }
 }
 
+/**
+ * The composite indexes the reconcile's cell aggregations need (count and sum of `digest` over equality filters),
+ * one per filter set; terraform/firestore.tf declares the same.
+ */
+export const RECONCILE_INDEXES: readonly (readonly string[])[] = [false, true].flatMap((byKind) =>
+  [1, 2, 3].map((depth) => [
+    'cluster',
+    ...(byKind ? ['kind'] : []),
+    'state',
+    ...BUCKET_FIELDS.slice(0, depth),
+    'digest',
+  ]),
+);
+
 /** The claims of a cluster in a cell prefix, optionally of one kind. */
 function cellQuery(db: Firestore, cluster: string, kind: OwnerKind | undefined, prefix: readonly number[]): Query {
   let query: Query = db.collection(COLLECTIONS.macs).where('cluster', '==', cluster);

@@ -21,7 +21,7 @@ resource "google_firestore_field" "macs_expire_at" {
 }
 
 # `macpool status` counts released claims still in their cool-down: an equality on state plus ranges on the
-# document id and releasedAt, which needs this composite index. Admissions and reconciles need none (equality
+# document id and releasedAt, which needs this composite index. Admissions need none (equality
 # filters and document-id ranges are served by single-field indexes).
 resource "google_firestore_index" "macs_cooling_down" {
   project    = var.project_id
@@ -39,6 +39,36 @@ resource "google_firestore_index" "macs_cooling_down" {
   fields {
     field_path = "__name__"
     order      = "ASCENDING"
+  }
+}
+
+# The reconcile (R7) compares, per cell, the count and digest sum of a cluster's bound claims: count() and
+# sum("digest") over equality filters on cluster, state, (kind,) and the cell's bucket fields. These composite
+# indexes serve those aggregations; shared/store.ts RECONCILE_INDEXES lists the same field sets, and
+# test/unit/terraform.test.ts holds the two equal.
+locals {
+  reconcile_indexes = {
+    "cell1"      = ["cluster", "state", "b1", "digest"]
+    "cell2"      = ["cluster", "state", "b1", "b2", "digest"]
+    "cell3"      = ["cluster", "state", "b1", "b2", "b3", "digest"]
+    "kind-cell1" = ["cluster", "kind", "state", "b1", "digest"]
+    "kind-cell2" = ["cluster", "kind", "state", "b1", "b2", "digest"]
+    "kind-cell3" = ["cluster", "kind", "state", "b1", "b2", "b3", "digest"]
+  }
+}
+
+resource "google_firestore_index" "macs_reconcile" {
+  for_each   = local.reconcile_indexes
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "macs"
+
+  dynamic "fields" {
+    for_each = each.value
+    content {
+      field_path = fields.value
+      order      = "ASCENDING"
+    }
   }
 }
 

@@ -9,6 +9,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { parse } from '@cdktf/hcl2json';
+import { RECONCILE_INDEXES } from '../../shared/store.js';
 import { describe, it, expect } from 'vitest';
 import { MAX_LIST_ENTRIES, validatePool } from '../../shared/usable.js';
 import {
@@ -486,6 +487,17 @@ describe('terraform root module (Google Cloud)', () => {
     const ttl = resource(root, 'google_firestore_field', 'macs_expire_at');
     expect(ttl).toMatchObject({ collection: 'macs', field: 'expireAt' });
     expect(ttl.ttl_config).toEqual([{}]);
+  });
+
+  it("indexes what the reconcile's cell aggregations filter on (R7), as shared/store.ts lists them", () => {
+    const index = resource(root, 'google_firestore_index', 'macs_reconcile');
+    expect(index.for_each).toBe('${local.reconcile_indexes}');
+    expect(index.collection).toBe('macs');
+    const fields = one(obj(index.dynamic, 'dynamic').fields as never) as Obj;
+    expect(fields.for_each).toBe('${each.value}');
+    expect(one(fields.content as never)).toEqual({ field_path: '${fields.value}', order: 'ASCENDING' });
+    const declared = Object.values(obj(root.locals.reconcile_indexes ?? null, 'reconcile_indexes'));
+    expect(declared.sort()).toEqual([...RECONCILE_INDEXES].map((f) => [...f]).sort());
   });
 
   it('writes the range document once and then leaves it to operators', () => {
