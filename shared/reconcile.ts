@@ -860,17 +860,24 @@ async function readChangedCells(
     if (doc?.state === 'bound' && doc.cluster === cluster && (kind === undefined || doc.kind === kind))
       if (doc.digest !== undefined) expected.add(mac, doc.digest);
   }
-  // Descend from the 32 top cells into those whose figures differ; read a cell once descending would cost more.
+  // Descend from the 32 top cells into those whose figures differ; read a cell once descending would cost more, or
+  // once the run has spent DESCENT_BUDGET_MS descending (many cells differ: reading them is then the quicker way).
   const toRead: number[][] = [];
   let boundTotal = 0;
   let frontier: number[][] = [[]];
+  const descentEnds = Date.now() + DESCENT_BUDGET_MS;
   for (let level = 0; level < LEVELS && frontier.length > 0; level++) {
     const next: number[][] = [];
-    const figures = await mapLimited(frontier, AGGREGATION_CONCURRENCY, (prefix) =>
-      store.cellFigures(cluster, kind, prefix),
+    const figures = await mapLimited(frontier, DESCENT_CONCURRENCY, (prefix) =>
+      level > 0 && Date.now() > descentEnds ? Promise.resolve(undefined) : store.cellFigures(cluster, kind, prefix),
     );
     frontier.forEach((prefix, i) => {
-      figures[i]!.forEach((actual, b) => {
+      const cells = figures[i];
+      if (cells === undefined) {
+        toRead.push(prefix);
+        return;
+      }
+      cells.forEach((actual, b) => {
         const cell = [...prefix, b];
         if (level === 0) boundTotal += actual.count;
         const want = expected.get(cell);
@@ -881,7 +888,7 @@ async function readChangedCells(
     });
     frontier = next;
   }
-  const read = await mapLimited(toRead, AGGREGATION_CONCURRENCY, (cell) => store.claimsInCell(cluster, kind, cell));
+  const read = await mapLimited(toRead, CELL_READ_CONCURRENCY, (cell) => store.claimsInCell(cluster, kind, cell));
   for (const cellClaims of read) for (const [mac, snap] of cellClaims) claims.set(mac, snap);
   // The MACs the inventory carries in those cells without a claim among them: absent, released, another kind's or
   // another cluster's.
@@ -890,7 +897,11 @@ async function readChangedCells(
   return { claims, path: 'cells', boundTotal, cellsRead: toRead.length };
 }
 
-const AGGREGATION_CONCURRENCY = 16;
+/** Cells whose 32 sub-cells are aggregated at once (32 queries each), and cells read at once. */
+const DESCENT_CONCURRENCY = 2;
+const CELL_READ_CONCURRENCY = 16;
+/** How long a run may spend on aggregations below the top cells before it reads the cells still differing. */
+const DESCENT_BUDGET_MS = 10_000;
 
 async function mapLimited<T, R>(items: readonly T[], limit: number, f: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
