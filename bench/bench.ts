@@ -438,7 +438,7 @@ async function reconcileBench(
   };
   for (let i = 50; i < 100; i++) {
     const iface = diverged.items[i]!.spec.template.spec.domain.devices.interfaces[0];
-    iface.macAddress = formatMac((LARGE_START + (1n << 41n) + BigInt(i)) as Mac);
+    iface!.macAddress = formatMac((LARGE_START + (1n << 41n) + BigInt(i)) as Mac);
   }
   const divergedList = JSON.stringify(diverged);
   const changed = await post(divergedList);
