@@ -734,7 +734,8 @@ export async function reconcile(
   const { failed } = await store.applyEach(writes, (done) => options.onProgress?.(done, writes.length));
   // Every claim now carries its fingerprint: later runs may read only the cells that differ. A write that failed
   // (an admission ran meanwhile) may have left one without; the next run reads everything again.
-  if (full && wrote && failed === 0) {
+  // A run that found nothing at all (an empty inventory, no claims) records nothing: the next one reads nothing anyway.
+  if (full && wrote && failed === 0 && (read.claims.size > 0 || inventory.vms.length > 0)) {
     await store.applyEach([
       { kind: 'set', path: fingerprintMarkerPath(cluster), data: { fullAt: now, claims: read.claims.size } },
     ]);
