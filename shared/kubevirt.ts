@@ -24,16 +24,11 @@ const MAX_INTERFACE_NAME = 253;
 const MAX_INTERFACE_DEPTH = 32;
 
 /**
- * Checks what the pool writes into Firestore ids and fields: request uid, namespace, VM name (empty for
- * generateName), interface names, and the nesting of the interface list. Kubernetes never sends anything else;
- * a token holder might, and must get a 422 naming the field rather than a Firestore error.
+ * Checks the identity the pool writes into Firestore ids and fields, for VMs and pods alike: request uid, namespace,
+ * object name (empty for generateName). Kubernetes never sends anything else; a token holder might, and must get a
+ * 422 naming the field rather than a Firestore error.
  */
-export function checkIdentity(
-  requestUid: string,
-  namespace: string,
-  name: string,
-  vms: readonly VirtualMachine[],
-): DomainError | undefined {
+export function checkObjectIdentity(requestUid: string, namespace: string, name: string): DomainError | undefined {
   const invalid = (path: string, problem: string): DomainError => ({ code: 'invalid-object', path, problem });
   if (requestUid.length > MAX_UID || !requestUid.isWellFormed()) {
     return invalid(
@@ -50,6 +45,19 @@ export function checkIdentity(
   if (name !== '' && !OBJECT_NAME.test(name)) {
     return invalid('metadata.name', 'must be a Kubernetes object name (a DNS subdomain, at most 253 characters)');
   }
+  return undefined;
+}
+
+/** checkObjectIdentity, and a VM's interface names and the nesting of its interface list. */
+export function checkIdentity(
+  requestUid: string,
+  namespace: string,
+  name: string,
+  vms: readonly VirtualMachine[],
+): DomainError | undefined {
+  const invalid = (path: string, problem: string): DomainError => ({ code: 'invalid-object', path, problem });
+  const identity = checkObjectIdentity(requestUid, namespace, name);
+  if (identity) return identity;
   for (const vm of vms) {
     const interfaces = vm.spec?.template?.spec?.domain?.devices?.interfaces ?? [];
     for (const [i, iface] of interfaces.entries()) {

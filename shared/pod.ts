@@ -14,7 +14,7 @@ import { type AdmissionRequest, describeZodError } from './admission.js';
 import { namespaceManaged } from './config.js';
 import type { ClaimEngine, NamespaceScope } from './engine.js';
 import { type DomainError, errorMessage } from './errors.js';
-import { checkInterfaces, NAMESPACE_NAME, OBJECT_NAME, POD_OPT_LABEL } from './kubevirt.js';
+import { checkInterfaces, checkObjectIdentity, POD_OPT_LABEL } from './kubevirt.js';
 import { canonicalMac } from './mac.js';
 import {
   type Networks,
@@ -36,8 +36,6 @@ export const VIRT_LAUNCHER_LABEL = { key: 'kubevirt.io', value: 'virt-launcher' 
 
 /** The path of the networks annotation in a JSON Patch (RFC 6901 escapes the `/` of the key). */
 export const NETWORKS_PATCH_PATH = `/metadata/annotations/${escapePointer(NETWORKS_ANNOTATION)}`;
-
-const MAX_UID = 128;
 
 /** M4: the pod opt label and `podOptMode` (opt-in by default, as KMP ships it). */
 const POD_SCOPE: NamespaceScope = (labels, settings) => namespaceManaged(labels, settings.podOptMode, POD_OPT_LABEL);
@@ -107,7 +105,7 @@ async function create(engine: ClaimEngine, { cluster, request }: PodAdmission): 
   if (networks === undefined) return simple(ALLOWED_UNCHANGED, 'no-networks');
   if (!networks.ok) return denied(networks.error, 0);
   const owner = ownerOf(cluster, request, pod);
-  const invalid = checkIdentity(request.uid, owner);
+  const invalid = checkObjectIdentity(request.uid, owner.namespace, owner.name);
   if (invalid) return denied(invalid, 0);
   const { attachments } = networks.networks;
   const problem = checkInterfaces(attachments.map((a) => ({ ...a, name: a.interface, needsMac: true })));
@@ -157,7 +155,7 @@ async function remove(engine: ClaimEngine, { cluster, request }: PodAdmission): 
   if (networks === undefined) return simple(ALLOWED_UNCHANGED, 'no-networks');
   const owner = ownerOf(cluster, request, old);
   if (owner.name === '') return simple(ALLOWED_UNCHANGED, 'delete-unnamed');
-  const invalid = checkIdentity(request.uid, owner);
+  const invalid = checkObjectIdentity(request.uid, owner.namespace, owner.name);
   if (invalid) return { ...simple(ALLOWED_UNCHANGED, 'delete-invalid'), detail: errorMessage(invalid, 'pod') };
   // A malformed stored annotation carries no MAC the pool can read; the pod's recorded claims are released all the same.
   const storedMacs = new Set(
@@ -213,25 +211,4 @@ function ownerOf(cluster: string, request: AdmissionRequest, pod: Pod): Owner {
     name: pod.metadata?.name || request.name || '',
     kind: 'pod',
   };
-}
-
-/** What the pool writes into Firestore ids and fields comes from an API server; anything else is refused (422). */
-function checkIdentity(requestUid: string, owner: Owner): DomainError | undefined {
-  const invalid = (path: string, problem: string): DomainError => ({ code: 'invalid-object', path, problem });
-  if (requestUid.length > MAX_UID || !requestUid.isWellFormed()) {
-    return invalid(
-      'request.uid',
-      `must be at most ${MAX_UID} characters of well-formed text (the API server sends a UUID)`,
-    );
-  }
-  if (!NAMESPACE_NAME.test(owner.namespace)) {
-    return invalid(
-      'namespace',
-      'must be a Kubernetes namespace name (a DNS label: a-z, 0-9 and "-", at most 63 characters)',
-    );
-  }
-  if (owner.name !== '' && !OBJECT_NAME.test(owner.name)) {
-    return invalid('metadata.name', 'must be a Kubernetes object name (a DNS subdomain, at most 253 characters)');
-  }
-  return undefined;
 }
