@@ -209,14 +209,16 @@ export function webhookConfigurations(o: WebhookOptions): {
     sideEffects: 'NoneOnDryRun',
     timeoutSeconds,
   });
-  const vmRule = (operations: RuleWithOperations['operations']): RuleWithOperations => ({
-    apiGroups: ['kubevirt.io'],
+  const rule = (group: string, resource: string, operations: RuleWithOperations['operations']): RuleWithOperations => ({
+    apiGroups: [group],
     apiVersions: ['v1'],
     operations,
-    resources: ['virtualmachines'],
+    resources: [resource],
     scope: 'Namespaced',
   });
-  const vmWebhook = (
+  /** A mutating webhook for one kind: its path, opt term and (pods) object selector; its own role's credential. */
+  const mutating = (
+    kind: 'vm' | 'pod',
     name: string,
     role: Role,
     operations: RuleWithOperations['operations'],
@@ -224,28 +226,24 @@ export function webhookConfigurations(o: WebhookOptions): {
   ): MutatingWebhook => ({
     name,
     ...common(),
-    clientConfig: { url: url(role, WEBHOOK_PATHS.mutateVirtualMachines) },
+    clientConfig: { url: url(role, kind === 'vm' ? WEBHOOK_PATHS.mutateVirtualMachines : WEBHOOK_PATHS.mutatePods) },
     failurePolicy,
-    namespaceSelector: { matchExpressions: [...runLevelExclusions(), optExpression(optMode)] },
+    namespaceSelector: {
+      matchExpressions: [
+        ...runLevelExclusions(),
+        kind === 'vm' ? optExpression(optMode) : optExpression(podOptMode, POD_OPT_LABEL),
+      ],
+    },
+    ...(kind === 'pod'
+      ? {
+          objectSelector: {
+            matchExpressions: [{ ...VIRT_LAUNCHER_EXCLUSION, values: [...VIRT_LAUNCHER_EXCLUSION.values] }],
+          },
+        }
+      : {}),
     reinvocationPolicy: 'Never',
-    rules: [vmRule(operations)],
+    rules: [kind === 'vm' ? rule('kubevirt.io', 'virtualmachines', operations) : rule('', 'pods', operations)],
   });
-  const podWebhook = (
-    name: string,
-    role: Role,
-    operations: RuleWithOperations['operations'],
-    failurePolicy: 'Fail' | 'Ignore',
-  ): MutatingWebhook => ({
-    name,
-    ...common(),
-    clientConfig: { url: url(role, WEBHOOK_PATHS.mutatePods) },
-    failurePolicy,
-    namespaceSelector: { matchExpressions: [...runLevelExclusions(), optExpression(podOptMode, POD_OPT_LABEL)] },
-    objectSelector: { matchExpressions: [{ ...VIRT_LAUNCHER_EXCLUSION, values: [...VIRT_LAUNCHER_EXCLUSION.values] }] },
-    reinvocationPolicy: 'Never',
-    rules: [{ apiGroups: [''], apiVersions: ['v1'], operations, resources: ['pods'], scope: 'Namespaced' }],
-  });
-
   return {
     mutating: {
       apiVersion: 'admissionregistration.k8s.io/v1',
@@ -254,15 +252,15 @@ export function webhookConfigurations(o: WebhookOptions): {
       webhooks: [
         // A VM must never be stored without the MAC it needs (SPEC F1). Its URL shows in the errors users see
         // when the call fails, so its credential admits CREATE and UPDATE only (S4).
-        vmWebhook(WEBHOOK_NAMES.mutateVirtualMachines, 'vm', ['CREATE', 'UPDATE'], 'Fail'),
+        mutating('vm', WEBHOOK_NAMES.mutateVirtualMachines, 'vm', ['CREATE', 'UPDATE'], 'Fail'),
         // Fail-open: a VM can always be deleted, even with the function unreachable; reconcile frees what is missed.
         // Its own credential: the only webhook one that releases claims.
-        vmWebhook(WEBHOOK_NAMES.releaseVirtualMachines, 'release', ['DELETE'], 'Ignore'),
+        mutating('vm', WEBHOOK_NAMES.releaseVirtualMachines, 'release', ['DELETE'], 'Ignore'),
         // M1: a pod on a Multus network must not start without its MACs, as KMP's pod webhook; opt-in by default,
         // so only namespaces labelled mutatepods.kubemacpool.io=allocate depend on the function.
-        podWebhook(WEBHOOK_NAMES.mutatePods, 'pod', ['CREATE'], 'Fail'),
+        mutating('pod', WEBHOOK_NAMES.mutatePods, 'pod', ['CREATE'], 'Fail'),
         // M5: fail-open like the VM release; the same release credential.
-        podWebhook(WEBHOOK_NAMES.releasePods, 'release', ['DELETE'], 'Ignore'),
+        mutating('pod', WEBHOOK_NAMES.releasePods, 'release', ['DELETE'], 'Ignore'),
       ],
     },
     validating: {
