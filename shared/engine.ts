@@ -245,6 +245,20 @@ export class ClaimEngine {
   }
 
   /**
+   * A CREATE's claims (V1-V13, M1-M2): the object has no uid and no stored MACs yet, keeps what its name already
+   * holds, and is tried optimistically first; a dry run only plans (V10).
+   */
+  claimForCreate(
+    create: Pick<ClaimBase, 'owner' | 'requestUid' | 'timestamp' | 'interfaces'>,
+    config: PoolConfig,
+    dryRun: boolean,
+    given: AbortSignal,
+  ): Promise<ClaimRun> {
+    const base: ClaimBase = { ...create, uidRule: 'not-checked', storedMacs: new Set(), leftovers: 'keep' };
+    return this.claim(base, config, dryRun ? 'plan' : 'commit', 'optimistic', given);
+  }
+
+  /**
    * Releases what an owner holds (D1, M5). Never fails the request: Firestore trouble becomes an allowed outcome
    * that says nothing was released (a reconcile frees it later). Claims that recorded another uid are left alone;
    * MACs the stored object still carries stay unconfirmed (U6) until the cluster shows them gone.

@@ -86,19 +86,10 @@ async function create(engine: ClaimEngine, { cluster, request }: VmAdmission): P
       claim: i.needsMac,
       allocate: i.needsMac && i.macText === undefined,
     }));
-    const result = await engine.claim(
-      {
-        owner,
-        uidRule: 'not-checked',
-        requestUid: request.uid,
-        timestamp,
-        interfaces,
-        storedMacs: new Set(),
-        leftovers: 'keep',
-      },
+    const result = await engine.claimForCreate(
+      { owner, requestUid: request.uid, timestamp, interfaces },
       setup.config,
-      request.dryRun ? 'plan' : 'commit',
-      'optimistic',
+      request.dryRun === true,
       given,
     );
     if (result.kind === 'denied') return denied(result.error, result.attempts);
