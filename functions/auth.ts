@@ -4,10 +4,20 @@ import { type ClusterToken, DEFAULT_CLUSTER } from '../shared/env.js';
 
 const TOKEN_PREFIX = /^\/t\/([^/]*)(\/.*)?$/;
 
-/** Splits `/t/<token>/path` into the token and the path; other paths come back unchanged. */
+/**
+ * Splits `/t/<token>/path` into the token and the path; other paths come back unchanged. A token that is not valid
+ * percent-encoding comes back empty (it matches no credential), so this never throws.
+ */
 export function splitTokenPath(path: string): { token: string | undefined; path: string } {
   const m = TOKEN_PREFIX.exec(path);
-  return m ? { token: decodeURIComponent(m[1]!), path: m[2] ?? '/' } : { token: undefined, path };
+  if (!m) return { token: undefined, path };
+  let token = '';
+  try {
+    token = decodeURIComponent(m[1]!);
+  } catch {
+    // left empty: refused as an unknown credential
+  }
+  return { token, path: m[2] ?? '/' };
 }
 
 export function bearerToken(header: string | undefined): string | undefined {

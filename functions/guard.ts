@@ -36,7 +36,7 @@ import { subscribe } from 'node:diagnostics_channel';
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import type { Logger } from '../shared/log.js';
 import { type Credentials, presentedCredential, splitTokenPath } from './auth.js';
-import { authorizedForPath, bodyLimit, PATHS, routesFor } from './handler.js';
+import { authorizedForPath, bodyLimit, loggablePath, PATHS, routesFor } from './handler.js';
 
 /** A client has this long to send its request headers (Node's default is 60 s). */
 export const HEADERS_TIMEOUT_MS = 10_000;
@@ -304,7 +304,8 @@ function respond(req: IncomingMessage, res: ServerResponse, r: Refusal): void {
 function safePath(pathname: string): string {
   if (!pathname.startsWith('/')) return '(absolute-form request target)';
   try {
-    return splitTokenPath(pathname).path;
+    decodeURIComponent(pathname);
+    return loggablePath(splitTokenPath(pathname).path);
   } catch {
     return '(not valid percent-encoding)';
   }

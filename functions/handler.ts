@@ -212,12 +212,31 @@ export function authorizedForPath(
 
 const SERVED = [...new Set(ROUTES.map((r) => r.path))].join(', ');
 
+/** Path segments a log line may show as sent: the words of the paths the function serves, and the `t` prefix. */
+const PATH_WORDS: ReadonlySet<string> = new Set([
+  't',
+  ...Object.values(PATHS).flatMap((p) => p.split('/').filter((w) => w !== '')),
+]);
+
+/**
+ * A path as a log line or an error may show it (S1): a path the function serves as it is, and any other path with
+ * every segment that is not one of the served paths' words replaced by `*`. A credential can then never reach a
+ * log, wherever a client put it (`/prefix/t/<credential>/...`, `/T/<credential>/...`, a second `/t/` segment).
+ */
+export function loggablePath(path: string): string {
+  if (routesFor(path).length > 0) return path;
+  return path
+    .split('/')
+    .map((w) => (w === '' || PATH_WORDS.has(w) ? w : '*'))
+    .join('/');
+}
+
 export function createHandler(deps: HandlerDeps): Handler {
   const clock = deps.clock ?? (() => performance.now());
   return async (req, res) => {
     const started = clock();
     const { token: pathToken, path } = splitTokenPath(req.path);
-    const fields: Record<string, unknown> = { path, method: req.method };
+    const fields: Record<string, unknown> = { path: loggablePath(path), method: req.method };
     const finish: Finish = (status, body, severity = 'INFO', message = 'request') => {
       res.status(status).json(body);
       deps.log(severity, message, { ...fields, httpStatus: status, durationMs: round(clock() - started) });
@@ -228,7 +247,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     try {
       const routes = routesFor(path);
       if (routes.length === 0) {
-        return finish(404, { error: `unknown path ${path}; this function serves ${SERVED}` }, 'WARNING');
+        return finish(404, { error: `unknown path ${loggablePath(path)}; this function serves ${SERVED}` }, 'WARNING');
       }
       if (routes.some((r) => r.kind === 'health')) {
         if (req.method !== 'GET') return finish(405, { error: `method ${req.method} not allowed; use GET` }, 'WARNING');

@@ -144,6 +144,29 @@ describe('hostile credentials', () => {
     for (const mac of Object.values(macsOf(fresh))) expect(active.has(mac!)).toBe(false);
   });
 
+  /** Credentials where no route takes one: the function answers 404 (or 401) and its log shows the path masked. */
+  const MISPLACED = [
+    { name: 'behind a path prefix', path: `/base/t/${VM_A}${MUTATE}` },
+    { name: 'under an upper-case T', path: `/T/${VM_A}${MUTATE}` },
+    { name: 'in a second /t/ segment', path: `/t/${VM_A}/t/${roleCredential(TOKEN_A, 'reconcile')}/reconcile` },
+    { name: 'as the last segment', path: `${MUTATE}/${VM_A}` },
+    { name: 'the secret as a path of its own', path: `/${TOKEN_A}` },
+  ];
+
+  it.each(MISPLACED)(
+    'S1: a credential $name is refused, and the log and the answer show the path masked',
+    async ({ path }) => {
+      const req = review('CREATE', vm('misplaced', 'auth', [{ name: 'default' }]));
+      const before = await claims(h.db);
+      const res = await h.post(path, req);
+      expect([401, 404]).toContain(res.status);
+      expect(JSON.stringify(res.body)).not.toContain(VM_A.slice(0, 12));
+      expect(JSON.stringify(res.body)).not.toContain(TOKEN_A.slice(0, 12));
+      expect(h.logs.at(-1)).toMatchObject({ path: expect.stringMatching(/^[/a-z*-]*$/) });
+      expect(await claims(h.db)).toEqual(before);
+    },
+  );
+
   it('S1: no log line holds a secret or a role credential, or a recognisable part of one', () => {
     const all = JSON.stringify(h.logs);
     expect(h.logs.length).toBeGreaterThan(REFUSED.length);
@@ -154,10 +177,11 @@ describe('hostile credentials', () => {
     note({
       area: 'Auth',
       case:
-        'Missing, wrong, cut, extended, changed, upper-cased, split, misplaced (query, Basic, other header) VM ' +
+        'Missing, wrong, cut, extended, changed, upper-cased, split, misplaced (query, Basic, other header, a path ' +
+        'prefix, a second /t/ segment) VM ' +
         'credentials, the cluster secret in the path, and other-cluster credentials; forged DELETEs with the right ' +
         'names and another uid or none',
-      runs: count(REFUSED.length + 6, 'cases'),
+      runs: count(REFUSED.length + MISPLACED.length + 6, 'cases'),
       outcome:
         `every bad token a bare 401 with nothing written; cluster B's token took, freed and learned nothing of ` +
         `cluster A (409 without the holder's name, 0 released by its DELETE and empty inventory); a forged DELETE ` +

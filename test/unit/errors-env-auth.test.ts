@@ -146,6 +146,9 @@ describe('auth', () => {
     { path: '/t/abc', token: 'abc', rest: '/' },
     { path: '/mutate-virtualmachines', token: undefined, rest: '/mutate-virtualmachines' },
     { path: '/t//x', token: '', rest: '/x' },
+    { path: '/t/a%2Fb/x', token: 'a/b', rest: '/x' },
+    // Not valid percent-encoding: an empty token, which no credential matches, instead of a URIError (F3).
+    { path: '/t/%zz/x', token: '', rest: '/x' },
   ])('splitTokenPath($path)', ({ path, token, rest }) => {
     expect(splitTokenPath(path)).toEqual({ token, path: rest });
   });
