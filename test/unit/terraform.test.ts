@@ -681,6 +681,38 @@ describe('terraform root module (Google Cloud)', () => {
   });
 });
 
+describe("the cluster module's webhook_urls output", () => {
+  /** Each key names the webhook whose URL it must be. */
+  const EXPECTED: Record<string, string> = {
+    vm: 'mutatevirtualmachines.kubemacpool.io',
+    release: 'releasevirtualmachines.kubemacpool.io',
+    pod: 'mutatepods.kubemacpool.io',
+    pod_release: 'releasepods.kubemacpool.io',
+    namespace_sync: 'syncnamespaces.kubemacpool.io',
+    hyperconverged_sync: 'validatehyperconverged.kubemacpool.io',
+  };
+  const value = obj(cluster.outputs.webhook_urls?.value, 'webhook_urls');
+  const webhookAt = (ref: string): string => {
+    const m =
+      /^\$\{(kubernetes_\w+_webhook_configuration_v1)\.macpool\.webhook\[(\d+)\]\.client_config\[0\]\.url\}$/.exec(ref);
+    if (m === null) throw new Error(`not a webhook URL reference: ${ref}`);
+    const hooks = blocks(resource(cluster, m[1]!, 'macpool').webhook);
+    return String(obj(hooks[Number(m[2])], 'webhook').name);
+  };
+
+  it.each(Object.entries(EXPECTED))('%s is the URL of %s', (key, name) => {
+    expect(webhookAt(String(value[key]))).toBe(name);
+  });
+
+  it('has an entry for every webhook the module registers', () => {
+    const names = ['kubernetes_mutating_webhook_configuration_v1', 'kubernetes_validating_webhook_configuration_v1']
+      .flatMap((type) => blocks(resource(cluster, type, 'macpool').webhook))
+      .map((w) => String(obj(w, 'webhook').name));
+    expect(Object.keys(value).sort()).toEqual(Object.keys(EXPECTED).sort());
+    expect(names.sort()).toEqual(Object.values(EXPECTED).sort());
+  });
+});
+
 /** Ranges as Terraform takes them, and which of its checks (format, unicast, order) each fails. */
 const RANGE_CASES: { name: string; start: string; end: string; failing: number[] }[] = [
   { name: 'KMP default', start: '02:00:00:00:00:00', end: '02:FF:FF:FF:FF:FF', failing: [] },

@@ -19,10 +19,12 @@ output "reconcile_cron_job" {
 }
 
 output "webhook_urls" {
-  description = "The URL each webhook calls, by role (vm, release, namespace_sync, hyperconverged_sync). Sensitive: each carries its role's credential, though never the cluster secret."
+  description = "The URL each webhook calls, by role (vm, release, pod, pod_release, namespace_sync, hyperconverged_sync). Sensitive: each carries its role's credential, though never the cluster secret."
   value = {
     vm                  = kubernetes_mutating_webhook_configuration_v1.macpool.webhook[0].client_config[0].url
     release             = kubernetes_mutating_webhook_configuration_v1.macpool.webhook[1].client_config[0].url
+    pod                 = kubernetes_mutating_webhook_configuration_v1.macpool.webhook[2].client_config[0].url
+    pod_release         = kubernetes_mutating_webhook_configuration_v1.macpool.webhook[3].client_config[0].url
     namespace_sync      = kubernetes_validating_webhook_configuration_v1.macpool.webhook[0].client_config[0].url
     hyperconverged_sync = kubernetes_validating_webhook_configuration_v1.macpool.webhook[1].client_config[0].url
   }
