@@ -160,3 +160,31 @@ describe('script and results', () => {
     expect(run.status).toBe(3); // a step that ends the shell leaves no result: the caller sees one step missing
   });
 });
+
+describe("docs/deploy.md's one-cluster edit of terraform/examples/basic", () => {
+  const example = join(ROOT, 'terraform/examples/basic');
+  const deploy = readFileSync(join(ROOT, 'docs/deploy.md'), 'utf8');
+  const paragraph = deploy.slice(deploy.indexOf('With one cluster, edit'), deploy.indexOf('What stays is this:'));
+  /** Every file of the example that mentions the second cluster, and the lines that do. */
+  const mentions = ['main.tf', 'outputs.tf', 'variables.tf', 'terraform.tfvars.example'].map((file) => ({
+    file,
+    lines: readFileSync(join(example, file), 'utf8')
+      .split('\n')
+      .filter((l) => /cluster[-_]b/.test(l)),
+  }));
+
+  it('finds the paragraph', () => {
+    expect(paragraph.length).toBeGreaterThan(100);
+  });
+
+  it.each(mentions.filter((m) => m.lines.length > 0))('names $file, which mentions cluster-b', ({ file }) => {
+    // terraform.tfvars is the copy of terraform.tfvars.example a user edits.
+    expect(paragraph).toContain(`\`${file.replace('.example', '')}\``);
+  });
+
+  it('names the blocks and the output line that refer to cluster-b', () => {
+    expect(paragraph).toContain('module.cluster_b.webhook_urls');
+    expect(paragraph).toContain('cluster_b_context');
+    expect(paragraph).toContain('module "cluster_b"');
+  });
+});
