@@ -151,17 +151,19 @@ export class ClaimEngine {
         state = await this.readHeld(base.owner, base.requestUid, wanted);
         if (need > 0 && scanning) {
           const scan = await this.findFree(usable, need, now, cooldownMs);
-          candidates = scan.candidates;
-          exhaustive = scan.exhaustive;
+          // Defence in depth: never plan a MAC this pool does not hold; a scan that offered one was of another
+          // pool (a configuration change mid-request), so its "full" says nothing about this one.
+          candidates = scan.candidates.filter((mac) => usable.has(mac));
+          exhaustive = scan.exhaustive && candidates.length === scan.candidates.length;
           state = { claims: new Map([...scan.seen, ...state.claims]) };
-          if (exhaustive && scan.candidates.length < need) {
+          if (exhaustive && candidates.length < need) {
             const plan = planClaims({ ...base, now, usable, cooldownMs }, state, candidates);
             // The owner may already hold what it needs (a repeated request); only a real shortage is "full".
             if (plan.kind !== 'short') return settle(plan, attempt + extra);
             return { ...full(scan.coolingDown), attempts: attempt + extra };
           }
         } else if (need > 0) {
-          const random = this.randomCandidates(usable, need + 2);
+          const random = randomCandidates(usable, need + 2, this.randomBelow);
           state = await this.readMore(state, random.map(formatMac));
           candidates = [...derived, ...random];
         }
@@ -220,14 +222,6 @@ export class ClaimEngine {
     return usable.size < FREE_LIST_BELOW
       ? this.freeList.take(usable, need, want, now, cooldownMs, this.randomBelow)
       : scanWindow(this.store, usable, want, now, cooldownMs, this.randomBelow);
-  }
-
-  /** `count` distinct usable MACs drawn uniformly (fewer when the pool is smaller). No rejection: `at` maps. */
-  private randomCandidates(usable: UsableSet, count: number): Mac[] {
-    const out = new Set<bigint>();
-    const limit = usable.size < BigInt(count) ? Number(usable.size) : count;
-    while (out.size < limit) out.add(usable.at(this.randomBelow(usable.size)));
-    return [...out] as Mac[];
   }
 
   private isDense(usable: UsableSet): boolean {
@@ -333,6 +327,14 @@ export function derivedCandidate(usable: UsableSet, owner: Owner, requestUid: st
   const identity = parts.join('/');
   const digest = BigInt('0x' + createHash('sha256').update(identity).digest('hex').slice(0, 24));
   return usable.at(digest);
+}
+
+/** `count` distinct usable MACs drawn uniformly (fewer when the pool is smaller). No rejection: `at` maps. */
+export function randomCandidates(usable: UsableSet, count: number, random: (n: bigint) => bigint): Mac[] {
+  const out = new Set<bigint>();
+  const limit = usable.size < BigInt(count) ? Number(usable.size) : count;
+  while (out.size < limit) out.add(usable.at(random(usable.size)));
+  return [...out] as Mac[];
 }
 
 function describe(e: unknown): string {

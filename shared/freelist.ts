@@ -72,7 +72,8 @@ interface FullScan {
 /** A per-instance list of the free MACs of a small range, refreshed by a full scan every `ttlMs`. */
 export class FreeList {
   private scanned: FullScan | undefined;
-  private inflight: Promise<FullScan> | undefined;
+  /** Full scans under way, by pool key: a scan of another pool (the configuration just changed) is no answer. */
+  private readonly inflight = new Map<string, Promise<FullScan>>();
   /** MACs in a commit of this instance right now; not offered to its other requests meanwhile. */
   private readonly held = new Map<string, number>();
 
@@ -150,10 +151,19 @@ export class FreeList {
   }
 
   private rescan(usable: UsableSet): Promise<FullScan> {
-    this.inflight ??= this.fullScan(usable)
-      .then((scan) => (this.scanned = scan))
-      .finally(() => (this.inflight = undefined));
-    return this.inflight;
+    const key = usable.key;
+    let scan = this.inflight.get(key);
+    if (scan === undefined) {
+      scan = this.fullScan(usable)
+        .then((done) => {
+          // A scan of the old pool that ends after one of the new pool must not replace it.
+          if (this.scanned === undefined || done.at >= this.scanned.at) this.scanned = done;
+          return done;
+        })
+        .finally(() => this.inflight.delete(key));
+      this.inflight.set(key, scan);
+    }
+    return scan;
   }
 
   /**

@@ -11,6 +11,7 @@ import { NAMESPACE_NAME, OPT_LABELS } from './kubevirt.js';
 import { namespaceDigest } from './fingerprint.js';
 import { validateRange } from './range.js';
 import type { Store } from './store.js';
+import { usageWarnings } from './usable.js';
 import { withDeadline } from './deadline.js';
 import { firstLine } from './errors.js';
 
@@ -122,7 +123,8 @@ export async function syncHyperConverged(
       outcome: 'invalid-range',
     };
   }
-  const warnings = result.warnings;
+  // Say what C5 takes out of the range (multicast octets, vendor space), as the config log line does.
+  const warnings = [...result.warnings, ...usageWarnings(result.range)];
   const old = HyperConvergedSchema.safeParse(request.oldObject).data?.spec?.kubeMacPoolConfiguration;
   if (old && old.rangeStart === config.rangeStart && old.rangeEnd === config.rangeEnd) {
     return { verdict: { allowed: true, warnings }, outcome: 'range-unchanged' };

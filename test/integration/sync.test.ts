@@ -136,6 +136,29 @@ describe('HyperConverged sync (/validate-hyperconverged)', () => {
     expect(res.body.response.warnings).toEqual([expect.stringContaining('not in the locally administered space')]);
   });
 
+  it('C5: a range across multicast first octets is stored with a warning naming the MACs never handed out', async () => {
+    const range = { rangeStart: 'AA:00:00:00:00:00', rangeEnd: 'FC:FF:FF:FF:FF:FF' };
+    const multicast =
+      '45079976738816 of the 91259465105408 MACs of range aa:00:00:00:00:00-fc:ff:ff:ff:ff:ff are multicast ' +
+      '(odd first octet) and are never handed out';
+    for (const [name, old, dryRun] of [
+      ['stored', undefined, false],
+      ['unchanged', range, false],
+      ['dry run', undefined, true],
+    ] as const) {
+      const res = await h.post('/validate-hyperconverged', hcoReview('UPDATE', range, old, dryRun));
+      expect(res.body.response.allowed, name).toBe(true);
+      expect(res.body.response.warnings, name).toEqual([
+        expect.stringContaining('not in the locally administered space'),
+        multicast,
+      ]);
+    }
+    expect((await h.db.doc('config/kubeMacPoolConfiguration').get()).data()).toMatchObject({
+      rangeStart: 'AA:00:00:00:00:00',
+      rangeEnd: 'FC:FF:FF:FF:FF:FF',
+    });
+  });
+
   it('an unchanged range, an HCO without one, and a dry run write nothing', async () => {
     const ref = h.db.doc('config/kubeMacPoolConfiguration');
     const before = (await ref.get()).updateTime!;

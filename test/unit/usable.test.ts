@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { formatMac, isLocallyAdministered, isMulticast, type Mac, MAC_MAX, parseMac } from '../../shared/mac.js';
-import { randomBelow } from '../../shared/engine.js';
+import { derivedCandidate, randomBelow, randomCandidates } from '../../shared/engine.js';
 import type { MacRange } from '../../shared/range.js';
 import { localOnly, MAX_LIST_ENTRIES, type PoolRanges, UsableSet, validatePool } from '../../shared/usable.js';
 
@@ -199,6 +199,101 @@ describe('UsableSet: properties over any pool (C5, C6)', () => {
   });
 });
 
+/**
+ * The usable MACs of a pool by brute force: every MAC of every range, judged by C5 from its bits alone (no code of
+ * usable.ts), minus the exclusions. Only for pools of a few hundred MACs.
+ */
+function enumerateUsable(p: PoolRanges): bigint[] {
+  const octet = (m: bigint) => m >> 40n;
+  const local = (m: bigint) => (octet(m) & 2n) === 2n;
+  const out = new Set<bigint>();
+  for (const r of [p.range, ...p.additional]) {
+    const localRange = local(r.start) && local(r.end);
+    for (let m: bigint = r.start; m <= r.end; m++) {
+      if ((octet(m) & 1n) === 1n) continue; // multicast
+      if (localRange && !local(m)) continue;
+      if (p.excluded.some((x) => m >= x.start && m <= x.end)) continue;
+      out.add(m);
+    }
+  }
+  return [...out].sort((a, b) => (a < b ? -1 : 1));
+}
+
+/** From `a` MACs before the end of first octet `k` to `b + 1` MACs into octet k+1: where per-octet rules change. */
+function straddling(k: fc.Arbitrary<number>): fc.Arbitrary<MacRange> {
+  return fc
+    .record({ k, a: fc.integer({ min: 1, max: 64 }), b: fc.integer({ min: 0, max: 64 }) })
+    .map(({ k, a, b }) => ({
+      start: ((BigInt(k) << 40n) | (OCTET - BigInt(a))) as Mac,
+      end: ((BigInt(k + 1) << 40n) | BigInt(b)) as Mac,
+    }));
+}
+
+/**
+ * Pools of such ranges: the range at octet k (any of 0..254, so even, odd, local and universal octets all occur,
+ * at either end), more of them near k (to overlap) or anywhere, and exclusions inside them.
+ */
+const straddlingPool: fc.Arbitrary<PoolRanges> = fc
+  .integer({ min: 0, max: 254 })
+  .chain((k) => {
+    const near = fc.integer({ min: Math.max(0, k - 1), max: Math.min(254, k + 1) });
+    return fc.record({
+      range: straddling(fc.constant(k)),
+      additional: fc.array(straddling(fc.oneof(near, fc.integer({ min: 0, max: 254 }))), { maxLength: 3 }),
+    });
+  })
+  .chain(({ range, additional }) => {
+    const all = [range, ...additional];
+    const inside = fc
+      .record({ which: fc.nat(all.length - 1), from: fc.nat(130), length: fc.nat(40) })
+      .map(({ which, from, length }) => {
+        const r = all[which]!;
+        const start = r.start + BigInt(from) > r.end ? r.end : r.start + BigInt(from);
+        return { start: start as Mac, end: (start + BigInt(length) > r.end ? r.end : start + BigInt(length)) as Mac };
+      });
+    return fc.record({
+      range: fc.constant(range),
+      additional: fc.constant(additional),
+      excluded: fc.array(inside, { maxLength: 4 }),
+    });
+  });
+
+describe('UsableSet against brute force, across first-octet boundaries', () => {
+  it('size, has, at(i) for every i and rank agree with enumerating every MAC of every range', () => {
+    fc.assert(
+      fc.property(straddlingPool, (p) => {
+        const set = new UsableSet(p);
+        const usable = enumerateUsable(p);
+        expect(set.size).toBe(BigInt(usable.length));
+        usable.forEach((mac, i) => {
+          expect(set.at(BigInt(i))).toBe(mac);
+          expect(set.rank(mac as Mac)).toBe(BigInt(i));
+        });
+        const members = new Set(usable);
+        for (const r of [p.range, ...p.additional, ...p.excluded]) {
+          for (let m = r.start - 2n; m <= r.end + 2n; m++) {
+            expect(set.has(m as Mac)).toBe(members.has(m));
+            if (!members.has(m)) expect(set.rank(m as Mac)).toBeUndefined();
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('the generator reaches what it is for: odd and even, local and universal octets at both ends', () => {
+    const seen = new Set<string>();
+    const kinds = (m: bigint) => `${(m >> 40n) & 1n}${(m >> 41n) & 1n}`;
+    fc.assert(
+      fc.property(straddlingPool, (p) => {
+        seen.add(`start ${kinds(p.range.start)}`).add(`end ${kinds(p.range.end)}`);
+      }),
+      { numRuns: 300 },
+    );
+    expect(seen.size).toBe(8);
+  });
+});
+
 /** Pearson's chi-square against the uniform distribution over `k` cells. */
 function chiSquare(counts: readonly number[], draws: number): number {
   const expected = draws / counts.length;
@@ -243,6 +338,62 @@ describe('candidates are uniform over the usable set', () => {
       biased[Number(set.rank(mac)!)]!++;
     }
     expect(chiSquare(biased, draws)).toBeGreaterThan(criticalValue(63));
+  });
+});
+
+describe("the engine's candidates are uniform over the usable set", () => {
+  // Holes of every kind: a multicast octet (03), a local-only range that drops a multicast (07, 09) and a universal
+  // octet (08), and exclusions; runs of 1, 47, 5, 58, 16 and 8 usable MACs.
+  const set = new UsableSet({
+    range: { start: 0x02ffffffffc0n as Mac, end: 0x04000000003fn as Mac },
+    additional: [{ start: 0x06fffffffff0n as Mac, end: 0x0a000000000fn as Mac }],
+    excluded: [
+      { start: 0x02ffffffffc1n as Mac, end: 0x02ffffffffd0n as Mac },
+      { start: 0x040000000005n as Mac, end: 0x040000000005n as Mac },
+      { start: 0x0a0000000000n as Mac, end: 0x0a0000000007n as Mac },
+    ],
+  });
+  const size = Number(set.size);
+  const draws = size * 300;
+  const critical = criticalValue(size - 1);
+
+  /** The chi-square of `draws` MACs from `pick`, counted by their rank in the usable set. */
+  function chiSquareOf(pick: (i: number) => readonly Mac[]): number {
+    const counts = new Array<number>(size).fill(0);
+    for (let i = 0, n = 0; n < draws; i++) {
+      for (const mac of pick(i)) {
+        const rank = set.rank(mac);
+        if (rank === undefined) throw new Error(`${formatMac(mac)} is not usable`);
+        counts[Number(rank)]!++;
+        n++;
+      }
+    }
+    return chiSquare(
+      counts,
+      counts.reduce((a, b) => a + b, 0),
+    );
+  }
+
+  /** A biased picker the test must catch: a run of usable MACs first, then a MAC in it. */
+  const runFirst = (): Mac[] => {
+    const run = set.intervals[Number(randomBelow(BigInt(set.intervals.length)))]!;
+    return [(run.start + randomBelow(run.end - run.start + 1n)) as Mac];
+  };
+
+  it('the fixture is what the comment says', () => {
+    expect(set.intervals.map((r) => Number(r.end - r.start + 1n))).toEqual([1, 47, 5, 58, 16, 8]);
+    expect(size).toBe(135);
+  });
+
+  it('derivedCandidate over distinct owners passes a chi-square test; a run-first pick fails it', () => {
+    const owner = (i: number) => ({ cluster: 'default', namespace: 'lab', name: `vm-${i}`, kind: 'vm' }) as const;
+    expect(chiSquareOf((i) => [derivedCandidate(set, owner(i), 'uid', 'default')])).toBeLessThan(critical);
+    expect(chiSquareOf(runFirst)).toBeGreaterThan(critical);
+  });
+
+  it('randomCandidates passes the same test (all of each draw counted); a run-first pick fails it', () => {
+    expect(chiSquareOf(() => randomCandidates(set, 3, randomBelow))).toBeLessThan(critical);
+    expect(chiSquareOf(runFirst)).toBeGreaterThan(critical);
   });
 });
 
