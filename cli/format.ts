@@ -131,6 +131,13 @@ export function statusText(s: PoolStatus, target: string): string {
       `${s.claims.total} (pending ${s.claims.pending}, bound ${s.claims.bound}, released ${s.claims.released}` +
         (s.claims.other > 0 ? `, unknown state ${s.claims.other})` : ')'),
     ],
+    [
+      'unconfirmed',
+      `${s.unconfirmedReleases}` +
+        (s.unconfirmedReleases > 0
+          ? ' (released, not yet shown gone by the cluster: refused to explicit requests of others until a reconcile confirms or the cool-down ends)'
+          : ''),
+    ],
     ['outside pool', String(s.outsidePool)],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
@@ -149,6 +156,11 @@ export function reconcileText(r: ReconcileReport, cluster: string): string {
     ['rebound', r.rebound, 'released by a change the cluster never stored'],
     ['deleting', r.awaitingDeletion, 'releases waiting for their VM to be gone'],
     ['waiting', r.youngReleases, 'releases within the wait time: the next run decides'],
+    [
+      'withheld',
+      r.withheldConfirmations,
+      'releases left unconfirmed: the inventory lists no object of their kind; --force if the cluster has none',
+    ],
     ['conflicts', r.conflicts, 'changed meanwhile: the next run looks again'],
     ['namespaces', r.namespaces, 'namespace documents updated'],
     ['collisions', r.collisions.length],

@@ -35,7 +35,7 @@ import {
 } from '../shared/admin.js';
 import { RANGE_DOC_PATH, SETTINGS_DOC_PATH, type Settings } from '../shared/config.js';
 import { withDeadline } from '../shared/deadline.js';
-import { CLAIM_STATES, type ClaimState, OWNER_KINDS, type OwnerKind } from '../shared/documents.js';
+import { CLAIM_STATES, type ClaimState, OWNER_KINDS, type OwnerKind, releaseUnconfirmed } from '../shared/documents.js';
 import { NAMESPACE_OPT_LABEL, POD_OPT_LABEL } from '../shared/kubevirt.js';
 import { CLUSTER_NAME, DEFAULT_CLUSTER, parseTokens } from '../shared/env.js';
 import { jsonLogger } from '../shared/log.js';
@@ -541,11 +541,16 @@ function claimsCommands(program: Command): void {
   claims
     .command('release')
     .description(
-      'release a claim as a VM delete would: the MAC rests for the cool-down (config/settings), then automatic ' +
-        'allocation may hand it out again',
+      'release a claim by hand, for a VM (or pod) known to no longer carry the MAC: the release counts as confirmed ' +
+        '(U6), so another VM may ask for the MAC explicitly at once; automatic allocation waits for the cool-down ' +
+        '(config/settings) unless --now',
     )
     .argument('<mac>', 'the MAC, in any common spelling', macAddress)
-    .option('--now', 'end the cool-down at once: automatic allocation may hand the MAC out right away')
+    .option(
+      '--now',
+      'also end the cool-down: automatic allocation may hand the MAC out right away; on a claim already released ' +
+        '(by an UPDATE or DELETE the cluster has not shown yet), confirms that release',
+    )
     .addHelpText(
       'after',
       examples('$ macpool claims release 02:00:00:00:00:0a', '$ macpool claims release 02-00-00-00-00-0A --now'),
@@ -558,7 +563,17 @@ function claimsCommands(program: Command): void {
         case 'conflict':
           throw new Failure(releaseFailureMessage(outcome));
         case 'already-released':
-          if (json(cmd)) return printJson({ mac, state: 'released', freeAt: outcome.freeAt, changed: false });
+          if (json(cmd)) {
+            const unconfirmed = releaseUnconfirmed(outcome.claim);
+            return printJson({ mac, state: 'released', unconfirmed, freeAt: outcome.freeAt, changed: false });
+          }
+          if (releaseUnconfirmed(outcome.claim)) {
+            return out(
+              `${mac} is already released by a ${outcome.claim.releasedBy}, not yet confirmed: the cluster has not shown ` +
+                `its ${outcome.claim.kind === 'pod' ? 'pod' : 'VM'} without it, so other explicit requests are refused ` +
+                `until ${timestamp(outcome.freeAt)}; if it is gone, confirm with: macpool claims release ${mac} --now\n`,
+            );
+          }
           return out(
             `${mac} is already released; automatic allocation may hand it out from ${timestamp(outcome.freeAt)}\n`,
           );
@@ -567,7 +582,8 @@ function claimsCommands(program: Command): void {
           if (p.state !== 'released') {
             warn(
               `the claim belonged to VM ${p.namespace}/${p.name || '(generateName)'} of cluster ${p.cluster} (${p.state}); ` +
-                'if that VM still carries the MAC, another VM may get it once the cool-down ends',
+                'if that VM still carries the MAC, another VM asking for it explicitly may get it now, and automatic ' +
+                'allocation once the cool-down ends',
             );
           }
           if (json(cmd)) {

@@ -319,6 +319,11 @@ export interface PoolStatus {
   readonly utilizationPercent: number;
   /** Every claim, by state. */
   readonly claims: StateCounts & { readonly total: number };
+  /**
+   * Released claims whose release the cluster has not shown yet (U6: their VM or pod may still carry the MAC), as
+   * recorded by `unsettled` (claims written before that field existed count once a reconcile's full read set it).
+   */
+  readonly unconfirmedReleases: number;
   /** Claims of MACs outside the usable set (user-set MACs, excluded MACs, claims from an earlier range). */
   readonly outsidePool: number;
 }
@@ -364,7 +369,11 @@ export async function poolStatus(store: Store, now: Date): Promise<StatusResult>
     const parts = await Promise.all(usable.intervals.slice(i, i + STATUS_CONCURRENCY).map(countInterval));
     for (const part of parts) part.forEach((n, k) => (sums[k]! += n));
   }
-  const [total, states] = await Promise.all([count(macs), byState(macs)]);
+  const [total, states, unconfirmedReleases] = await Promise.all([
+    count(macs),
+    byState(macs),
+    count(macs.where('state', '==', 'released').where('unsettled', '==', true)),
+  ]);
   const counts = (total: number, [pending, bound, released]: number[]) => ({
     pending: pending!,
     bound: bound!,
@@ -392,6 +401,7 @@ export async function poolStatus(store: Store, now: Date): Promise<StatusResult>
       free: size - taken,
       utilizationPercent: size === 0 ? 100 : Math.round((taken / size) * 10_000) / 100,
       claims,
+      unconfirmedReleases,
       outsidePool: claims.total - inside.total,
     },
   };

@@ -166,7 +166,7 @@ function uidRefuses(doc: ClaimDoc, uid: string | undefined, rule: UidRule): bool
 
 /**
  * U6: the releases of this VM that the request's `oldObject` (the stored VM) shows to be true: released by an
- * UPDATE or DELETE, not confirmed yet, and the stored VM no longer carries the MAC.
+ * UPDATE or DELETE, not confirmed yet, recorded for this very uid, and the stored VM no longer carries the MAC.
  */
 function confirmations(
   state: ReadState,
@@ -179,7 +179,9 @@ function confirmations(
   const confirmed: string[] = [];
   for (const [mac, snap] of state.claims) {
     if (!snap || snap.data === 'corrupt' || !releaseUnconfirmed(snap.data) || !ownedBy(snap.data, owner)) continue;
-    if (storedMacs.has(mac) || uidRefuses(snap.data, uid, 'must-match')) continue;
+    // Only the VM the release recorded can show it true: a claim with no recorded uid waits for a reconcile, so an
+    // UPDATE forged with the VM webhook credential cannot free a MAC a deleted VM's VMI may still carry.
+    if (storedMacs.has(mac) || snap.data.uid === undefined || snap.data.uid !== uid) continue;
     confirmed.push(mac);
     writes.push(confirmWrite(snap.data, snap.version, now));
   }
@@ -308,6 +310,7 @@ export function planClaims(req: ClaimRequest, state: ReadState, candidates: read
       const cause = {
         by: 'UPDATE',
         timestamp,
+        uid: req.uid,
         ...(storedMacs.has(h.mac) ? {} : { confirmedAt: req.now }),
       } as const;
       writes.push(releaseWrite(h, h.version, requestUid, req.now, req.cooldownMs, cause));
@@ -347,15 +350,18 @@ export interface ReleaseRequest {
   /** `oldObject.metadata.uid` of the DELETE. */
   readonly uid: string | undefined;
   readonly requestUid: string;
+  /** The DELETE's transaction timestamp (V11), recorded with the release when the request carried one. */
+  readonly timestamp?: string | undefined;
   readonly now: Date;
   readonly cooldownMs: number;
   readonly storedMacs: ReadonlySet<string>;
   /**
-   * Whether claims of a generateName request (no name yet) count as this owner's when the stored object carries
-   * their MAC (V12). True for VMs, whose MACs change only through the webhook; false for pods, whose annotation can be
-   * edited without it: their unnamed claims are bound by a reconcile, or released by one.
+   * Whether the stored object's MACs are only what the webhook gave it. True for VMs, whose MACs change only through
+   * the webhook. False for pods, whose networks annotation can be edited without it: a pod naming a MAC neither makes
+   * a generateName claim (no name yet, V12) its own, nor proves, by not naming one, that the pod no longer carries it
+   * (its release stays unconfirmed until a reconcile, U6).
    */
-  readonly unnamedByMac?: boolean;
+  readonly storedMacsTrusted?: boolean;
 }
 
 export interface ReleasePlan {
@@ -375,7 +381,8 @@ export function planRelease(req: ReleaseRequest, state: ReadState): ReleasePlan 
   const writes: Write[] = [];
   const released: string[] = [];
   const refused: string[] = [];
-  const matching = req.unnamedByMac === false ? new Set<string>() : req.storedMacs;
+  const trusted = req.storedMacsTrusted !== false;
+  const matching = trusted ? req.storedMacs : new Set<string>();
   for (const [mac, snap] of state.claims) {
     if (!snap || snap.data === 'corrupt' || !heldBy(snap.data, req.owner, req.requestUid, matching)) continue;
     if (uidRefuses(snap.data, req.uid, 'must-match')) {
@@ -383,10 +390,17 @@ export function planRelease(req: ReleaseRequest, state: ReadState): ReleasePlan 
       continue;
     }
     released.push(mac);
-    const cause = { by: 'DELETE', ...(req.storedMacs.has(mac) ? {} : { confirmedAt: req.now }) } as const;
+    const cause = {
+      by: 'DELETE',
+      uid: req.uid,
+      ...(req.timestamp !== undefined ? { timestamp: req.timestamp } : {}),
+      ...(!trusted || req.storedMacs.has(mac) ? {} : { confirmedAt: req.now }),
+    } as const;
     writes.push(releaseWrite(snap.data, snap.version, req.requestUid, req.now, req.cooldownMs, cause));
   }
-  const confirm = confirmations(state, req.owner, req.uid, req.storedMacs, req.now);
+  const confirm = trusted
+    ? confirmations(state, req.owner, req.uid, req.storedMacs, req.now)
+    : { writes: [], confirmed: [] };
   return { writes: [...writes, ...confirm.writes], released, refused, confirmed: confirm.confirmed };
 }
 
@@ -472,8 +486,13 @@ export function claimData(f: ClaimFields): Record<string, unknown> {
 /** What released a claim (U6), recorded on it. */
 export interface ReleaseRecord {
   readonly by: ReleaseCause;
-  /** The releasing UPDATE's transaction timestamp. */
+  /** The releasing request's transaction timestamp (V11), when it carried one. */
   readonly timestamp?: string;
+  /**
+   * `oldObject.metadata.uid` of the releasing request: recorded on a claim that had none, so only that VM's later
+   * admissions can confirm the release (S5, U6). A recorded uid is never replaced.
+   */
+  readonly uid?: string | undefined;
   /** Set when the release is known to be true already (the VM does not carry the MAC). */
   readonly confirmedAt?: Date;
 }
@@ -493,7 +512,7 @@ export function releaseWrite(
     owner: doc,
     iface: doc.interface,
     origin: doc.origin,
-    uid: doc.uid,
+    uid: doc.uid ?? cause.uid,
     requestUid,
     timestamp: doc.transactionTimestamp,
     createdAt: doc.createdAt,

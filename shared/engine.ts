@@ -62,8 +62,8 @@ export interface ReleaseInput {
   /** The MACs the stored object carries. */
   readonly storedMacs: ReadonlySet<string>;
   readonly dryRun: boolean;
-  /** See ReleaseRequest.unnamedByMac (allocator.ts). */
-  readonly unnamedByMac: boolean;
+  /** See ReleaseRequest.storedMacsTrusted (allocator.ts). */
+  readonly storedMacsTrusted: boolean;
 }
 
 export class ClaimEngine {
@@ -268,7 +268,16 @@ export class ClaimEngine {
             const state = await this.readHeld(owner, requestUid, storedMacs);
             const now = this.now();
             const plan = planRelease(
-              { owner, uid: input.uid, requestUid, now, cooldownMs, storedMacs, unnamedByMac: input.unnamedByMac },
+              {
+                owner,
+                uid: input.uid,
+                requestUid,
+                timestamp: this.timestamp(),
+                now,
+                cooldownMs,
+                storedMacs,
+                storedMacsTrusted: input.storedMacsTrusted,
+              },
               state,
             );
             if (input.dryRun) return releasedOutcome(plan.released, plan.refused, attempt, 'dry-run');

@@ -163,8 +163,8 @@ async function remove(engine: ClaimEngine, { cluster, request }: PodAdmission): 
     requestUid: request.uid,
     storedMacs,
     dryRun: request.dryRun === true,
-    // The annotation can be edited without the webhook: a pod naming a MAC does not make a nameless claim its own.
-    unnamedByMac: false,
+    // The annotation can be edited without the webhook: what it names (or no longer names) proves nothing.
+    storedMacsTrusted: false,
   });
 }
 

@@ -321,6 +321,12 @@ export interface ReconcilePlan {
   readonly awaitingDeletion: number;
   /** U6: unconfirmed releases whose VM is not listed, younger than the wait time: a later run decides them. */
   readonly youngReleases: number;
+  /**
+   * R8, U6: unconfirmed releases whose VM is not listed, from an inventory that lists no object of their kind at
+   * all (a wrong kubectl context, a forgotten `-A`): no evidence the VM is gone, so they stay unconfirmed (the
+   * cool-down still frees them) unless the run is forced.
+   */
+  readonly withheldConfirmations: number;
   /** R8: bound claims of the cluster, and how many of them this plan releases (in all, and of each kind). */
   readonly boundClaims: number;
   readonly releasingBound: number;
@@ -346,6 +352,8 @@ export interface ReconcileState {
   readonly claims: ReadonlyMap<string, Snapshot<ClaimDoc> | null>;
   /** R8 on the cells path: the cluster's bound claims as the aggregations counted them. */
   readonly boundTotal?: number;
+  /** R8: take an inventory that lists no object of a kind as evidence all the same (the run is forced). */
+  readonly force?: boolean;
 }
 
 const REQUEST = 'reconcile';
@@ -390,6 +398,7 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
   let rebound = 0;
   let awaitingDeletion = 0;
   let youngReleases = 0;
+  let withheldConfirmations = 0;
   let boundClaims = 0;
   const releasingBoundOf: Record<OwnerKind, number> = { vm: 0, pod: 0 };
   const handled = new Set<string>();
@@ -432,6 +441,9 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
         : undefined
       : sameNamespace.find((c) => c.vm.name === doc.name);
   };
+  // An inventory listing no object of a kind is no evidence that one of them is gone (R8).
+  const listsNone = (kind: OwnerKind) =>
+    kind === 'pod' ? (s.pods?.length ?? 0) + (s.finishedPods?.size ?? 0) === 0 : s.vms.length === 0;
   // Evidence about a claim changed less than the wait time ago is not trusted: the inventory may predate it.
   const young = (doc: ClaimDoc) => now.getTime() - doc.updatedAt.getTime() < waitMs;
 
@@ -461,6 +473,8 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
         rebound++;
       } else if (young(doc)) {
         youngReleases++;
+      } else if (!s.force && listsNone(doc.kind)) {
+        withheldConfirmations++;
       } else {
         writes.push(confirmWrite(doc, snap.version, now));
         confirmed++;
@@ -534,6 +548,7 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
     rebound,
     awaitingDeletion,
     youngReleases,
+    withheldConfirmations,
     boundClaims: s.boundTotal ?? boundClaims,
     releasingBound: releasingBoundOf.vm + releasingBoundOf.pod,
     releasingBoundOf,
@@ -604,6 +619,8 @@ export interface ReconcileReport {
   readonly rebound: number;
   readonly awaitingDeletion: number;
   readonly youngReleases: number;
+  /** Unconfirmed releases kept so because the inventory lists no object of their kind (R8); see ReconcilePlan. */
+  readonly withheldConfirmations: number;
   /** Nothing was written: a dry run (`plan`), or an inventory R8 does not trust (`refused`). */
   readonly wrote: boolean;
   /** R8: why the inventory was not trusted; nothing was written. */
@@ -645,7 +662,7 @@ export interface PreparedRun {
 export async function prepareReconcile(
   shared: Store,
   inventory: Inventory,
-  options: Pick<ReconcileOptions, 'cluster' | 'full' | 'now'>,
+  options: Pick<ReconcileOptions, 'cluster' | 'full' | 'now' | 'force'>,
 ): Promise<PreparedRun> {
   // This run's own meter: the reads it reports are its own, whatever admissions do meanwhile.
   const store = shared.metered();
@@ -696,6 +713,7 @@ export async function prepareReconcile(
     labels,
     claims: read.claims,
     ...(read.boundTotal !== undefined ? { boundTotal: read.boundTotal } : {}),
+    force: options.force === true,
   });
   const fingerprints = full ? fingerprintWrites(read.claims, cluster, new Set(plan.writes.map((w) => w.path))) : [];
   return { store, read, plan, settings: settings.settings, kind, namespaceWrites, fingerprints };
@@ -764,6 +782,7 @@ export async function reconcile(
     rebound: plan.rebound,
     awaitingDeletion: plan.awaitingDeletion,
     youngReleases: plan.youngReleases,
+    withheldConfirmations: plan.withheldConfirmations,
     wrote,
     ...(refused !== undefined ? { refused } : {}),
     conflicts: failed,

@@ -215,7 +215,7 @@ async function remove(engine: ClaimEngine, { cluster, request }: VmAdmission): P
     requestUid: request.uid,
     storedMacs,
     dryRun: request.dryRun === true,
-    unnamedByMac: true,
+    storedMacsTrusted: true,
   });
 }
 

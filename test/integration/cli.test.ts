@@ -400,6 +400,7 @@ describe('macpool status', () => {
         'free          220',
         'utilization   14.06%',
         'claims        42 (pending 10, bound 22, released 9, unknown state 1)',
+        'unconfirmed   0',
         'outside pool  3',
         '',
       ].join('\n'),
@@ -421,7 +422,29 @@ describe('macpool status', () => {
       free: 220,
       utilizationPercent: 14.06,
       claims: { pending: 10, bound: 22, released: 9, other: 1, total: 42 },
+      unconfirmedReleases: 0,
       outsidePool: 3,
+    });
+  });
+
+  it('counts the releases the cluster has not confirmed yet (U6)', async () => {
+    const p = newProject();
+    const released = (mac: string, extra: Record<string, unknown>) =>
+      claim(mac, 'released', { releasedAt: new Date(Date.now() - 60_000), ...extra });
+    await seed(testDb(p), {
+      'macs/02:00:00:00:00:01': released('02:00:00:00:00:01', { releasedBy: 'DELETE', unsettled: true }),
+      'macs/02:00:00:00:00:02': released('02:00:00:00:00:02', { releasedBy: 'UPDATE', unsettled: true }),
+      'macs/02:00:00:00:00:03': released('02:00:00:00:00:03', {
+        releasedBy: 'DELETE',
+        releaseConfirmedAt: new Date(),
+        unsettled: false,
+      }),
+      'macs/02:00:00:00:00:04': claim('02:00:00:00:00:04', 'pending', { unsettled: true }),
+    });
+    const r = await macpool(['status'], { project: p });
+    expect(r.stdout).toContain('\nunconfirmed   2 (released, not yet shown gone by the cluster:');
+    expect(JSON.parse((await macpool(['status', '-o', 'json'], { project: p })).stdout)).toMatchObject({
+      unconfirmedReleases: 2,
     });
   });
 
@@ -749,6 +772,43 @@ describe('macpool claims release', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/is already released; automatic allocation may hand it out from/);
     expect((await db().doc(`macs/${mac}`).get()).updateTime?.isEqual(before.updateTime!)).toBe(true);
+  });
+
+  it('an unconfirmed release (an admitted DELETE): without --now it says how to confirm; --now confirms it for others', async () => {
+    const p = newProject();
+    const mac = '02:00:00:00:0d:40';
+    await seed(testDb(p), {
+      [`macs/${mac}`]: claim(mac, 'released', {
+        releasedAt: new Date(Date.now() - 60_000),
+        releasedBy: 'DELETE',
+        uid: 'uid-gone',
+        namespace: 'web',
+        name: 'web-1',
+      }),
+    });
+    const plain = await macpool(['claims', 'release', mac], { project: p });
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toMatch(
+      new RegExp(
+        `^${mac} is already released by a DELETE, not yet confirmed: the cluster has not shown its VM without it, ` +
+          `so other explicit requests are refused until \\S+Z; if it is gone, confirm with: macpool claims release ${mac} --now\\n$`,
+      ),
+    );
+    const h = await startFunction({ projectId: p });
+    try {
+      const pinned = () =>
+        h.post(MUTATE, review('CREATE', vm('next', 'lab', [{ name: 'nic', network: 'multus', mac }])));
+      expect((await pinned()).body.response.allowed).toBe(false);
+      const now = await macpool(['claims', 'release', mac, '--now'], { project: p });
+      expect(now.code).toBe(0);
+      expect(ClaimDocSchema.parse(await data(testDb(p), `macs/${mac}`))).toMatchObject({
+        releasedBy: 'operator',
+        releaseConfirmedAt: expect.any(Date),
+      });
+      expect((await pinned()).body.response.allowed).toBe(true);
+    } finally {
+      await h.close();
+    }
   });
 
   it('an unknown MAC is a failure with a clear message, and nothing is written', async () => {

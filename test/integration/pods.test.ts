@@ -436,3 +436,65 @@ describe('pods with podOptMode opt-out (M4)', () => {
     expect(res.body.response.patch !== undefined).toBe(served);
   });
 });
+
+describe('U6 and R8 for pods, on a pool of their own', () => {
+  let h: Harness;
+  let clock = Date.parse('2026-12-03T12:00:00Z');
+  const create = async (p: any) => {
+    const req = podReview('CREATE', p, null);
+    const res = await h.post(PODS, req);
+    expect(res.body.response.allowed).toBe(true);
+    return { req, res };
+  };
+  beforeAll(async () => {
+    h = await startFunction({ now: () => new Date(clock) });
+    const res = await h.post('/validate-namespaces', namespaceReview('CREATE', 'p9', { [POD_LABEL]: 'allocate' }));
+    expect(res.body.response.allowed).toBe(true);
+  });
+  afterAll(async () => h.close());
+
+  it('U6 for pods: a DELETE proves nothing, even with the annotation edited; others get the MAC once a reconcile shows the pod gone', async () => {
+    const { req, res } = await create(pod('term', 'p9', 'br-a'));
+    const stored = storedPod(req, res.body, 'uid-term');
+    const [mac] = networksOf(req, res.body).map((n: any) => n.mac);
+    // The annotation edited without the webhook (no mac any more): the pod still carries the MAC on the wire.
+    const edited = structuredClone(stored);
+    edited.metadata.annotations['k8s.v1.cni.cncf.io/networks'] = 'br-a';
+    expect((await h.post(PODS, podReview('DELETE', null, edited))).body.response.allowed).toBe(true);
+    expect((await claims(h.db)).get(mac)).toMatchObject({ state: 'released', releasedBy: 'DELETE', uid: 'uid-term' });
+    expect((await claims(h.db)).get(mac)?.releaseConfirmedAt).toBeUndefined();
+    const pinned = () =>
+      h.post(VMS, review('CREATE', vm('wants-it', 'vms-p9', [{ name: 'nic', network: 'multus', mac }])));
+    const denied = await pinned();
+    expect(denied.body.response).toMatchObject({ allowed: false, status: { code: 409 } });
+    expect(denied.body.response.status.message).toContain('the pod that held it was updated or deleted');
+
+    clock += 301_000; // past the wait time, within the cool-down
+    // Terminating (deletionTimestamp set): the release waits.
+    const terminating = {
+      ...stored,
+      metadata: { ...stored.metadata, deletionTimestamp: new Date(clock).toISOString() },
+    };
+    const other = storedPod(
+      ...(await (async () => {
+        const o = await create(pod('other', 'p9', 'br-b'));
+        return [o.req, o.res.body, 'uid-other'] as const;
+      })()),
+    );
+    expect((await h.post('/reconcile', inventory({ pods: [terminating, other] }))).body).toMatchObject({
+      awaitingDeletion: 1,
+      confirmed: 0,
+    });
+    expect((await pinned()).body.response.allowed).toBe(false);
+    // An inventory listing no pod at all is no evidence (R8).
+    const unforced = (items: { vms?: any[]; pods?: any[] }) => ({ ...inventory(items), force: false });
+    expect((await h.post('/reconcile', unforced({ pods: [] }))).body).toMatchObject({
+      withheldConfirmations: 1,
+      confirmed: 0,
+    });
+    expect((await pinned()).body.response.allowed).toBe(false);
+    // Gone, beside the namespace's other pod: confirmed, and the VM gets it at once.
+    expect((await h.post('/reconcile', unforced({ pods: [other] }))).body).toMatchObject({ confirmed: 1 });
+    expect((await pinned()).body.response.allowed).toBe(true);
+  });
+});

@@ -89,7 +89,13 @@ describe('U6: released, but not confirmed', () => {
     expect(denied.body.response.status.message).toContain(
       `MAC address ${NIC} requested for interface nic is already in use`,
     );
-    expect(denied.body.response.status.message).toContain('macpool claims release');
+    // When it frees (released at 12:05:01 plus the 600 s cool-down) and how to confirm sooner, word for word.
+    expect(denied.body.response.status.message).toBe(
+      `MAC address ${NIC} requested for interface nic is already in use: the VM that held it was updated or deleted, ` +
+        'but the cluster has not yet shown it without the MAC (the change may not have been stored, or the VM is still ' +
+        `shutting down). It frees at ${new Date(clock + 600_000).toISOString()}, or sooner once a reconcile (macpool ` +
+        `reconcile) sees that VM without it; for a VM known to be gone: macpool claims release ${NIC} --now`,
+    );
     expect(denied.body.response.status.message).not.toContain('web'); // S3: another namespace's VM is not named
 
     later();
@@ -138,8 +144,16 @@ describe('U6: released, but not confirmed', () => {
     expect((await h.post('/reconcile', list([deleting]))).body).toMatchObject({ awaitingDeletion: 2, rebound: 0 });
     expect((await pinned('newcomer', NIC)).body.response.allowed).toBe(false);
 
-    // Gone: confirmed. Within the cool-down, automatic allocation still finds the one-MAC pool full...
-    expect((await h.post('/reconcile', list([]))).body).toMatchObject({ confirmed: 2 });
+    // An inventory that lists no VM at all (a wrong kubectl context) is no evidence that it is gone (R8).
+    expect((await h.post('/reconcile', list([]))).body).toMatchObject({ confirmed: 0, withheldConfirmations: 2 });
+    expect((await pinned('newcomer', NIC)).body.response.allowed).toBe(false);
+
+    // Gone, with the cluster's other VMs listed: confirmed. Within the cool-down, automatic allocation still finds
+    // the one-MAC pool full...
+    const bystander = { ...structuredClone(web), metadata: { ...web.metadata, name: 'bystander', uid: 'uid-b' } };
+    bystander.spec.template.spec.domain.devices.interfaces = [{ name: 'default', masquerade: {} }];
+    bystander.spec.template.spec.networks = [{ name: 'default', pod: {} }];
+    expect((await h.post('/reconcile', list([bystander]))).body).toMatchObject({ confirmed: 2 });
     const auto = await h.post(MUTATE, review('CREATE', vm('auto', 'other', [{ name: 'nic', network: 'multus' }])));
     expect(auto.body.response.status.message).toContain('the range is full');
     // ...while an explicit request is allowed at once.
@@ -147,10 +161,63 @@ describe('U6: released, but not confirmed', () => {
     note({
       area: 'Releases',
       case: 'An admitted DELETE of a VM held by its finalizer (deletionTimestamp), then gone; one-MAC pool',
-      runs: '3 requests, 2 reconciles',
+      runs: '4 requests, 3 reconciles',
       outcome:
-        'explicit reuse denied while the VM was stored or deleting; allowed once a reconcile saw it gone, within the ' +
-        'cool-down; automatic allocation still "the range is full" until the cool-down ends',
+        'explicit reuse denied while the VM was stored or deleting, and after an empty List (no evidence); allowed ' +
+        "once a reconcile listing the cluster's other VMs saw it gone, within the cool-down; automatic allocation " +
+        'still "the range is full" until the cool-down ends',
+    });
+  });
+
+  it('a later admission of the same VM whose oldObject no longer carries the MAC confirms the release at once', async () => {
+    const web = await storedWeb();
+    const slim = withoutNic(web);
+    expect((await h.post(MUTATE, review('UPDATE', slim, web))).body.response.allowed).toBe(true);
+    expect((await pinned('newcomer', NIC)).body.response.allowed).toBe(false);
+    // The next change of the VM (a label) arrives with the stored VM as oldObject: without the NIC.
+    const labelled = structuredClone(slim);
+    labelled.metadata.labels = { tier: 'web' };
+    labelled.spec.template.spec.domain.devices.interfaces.push({ name: 'extra', bridge: {} });
+    labelled.spec.template.spec.networks.push({ name: 'extra', multus: { networkName: 'extra' } });
+    const next = await h.post(MUTATE, review('UPDATE', labelled, slim));
+    expect(next.body.response.allowed).toBe(true);
+    expect((await claims(h.db)).get(NIC)).toMatchObject({ state: 'released', releasedBy: 'UPDATE' });
+    expect((await claims(h.db)).get(NIC)?.releaseConfirmedAt).toBeDefined();
+    expect((await pinned('newcomer', NIC)).body.response.allowed).toBe(true);
+    note({
+      area: 'Releases',
+      case: 'An admitted UPDATE removing a NIC, then the next UPDATE of the same VM (its oldObject without the NIC)',
+      runs: '3 requests',
+      outcome: 'the second UPDATE confirmed the release; the MAC went to another namespace at once, no reconcile',
+    });
+  });
+
+  it('a forged UPDATE cannot confirm the release of a VM deleted before any reconcile recorded its uid', async () => {
+    await h.db.doc('config/kubeMacPoolConfiguration').set({ rangeStart: NIC, rangeEnd: NIC }); // a one-MAC pool
+    const req = review('CREATE', vm('fresh', 'lab', [{ name: 'nic', network: 'multus', mac: NIC }]));
+    const fresh = stored(req, (await h.post(MUTATE, req)).body, 'uid-fresh');
+    expect((await claims(h.db)).get(NIC)?.uid).toBeUndefined(); // a CREATE cannot know the uid
+    expect((await h.post(MUTATE, review('DELETE', null, fresh))).body.response.allowed).toBe(true);
+    // The release records the DELETE's uid: only that VM's later admissions can show it true.
+    expect((await claims(h.db)).get(NIC)).toMatchObject({ state: 'released', releasedBy: 'DELETE', uid: 'uid-fresh' });
+    expect((await claims(h.db)).get(NIC)?.releaseTimestamp).toMatch(/^2026-11-27T/);
+
+    // A holder of the VM webhook credential sends an UPDATE naming the VM, with another uid and no NIC.
+    const forged = structuredClone(fresh);
+    forged.metadata.uid = 'uid-forged';
+    forged.spec.template.spec.domain.devices.interfaces = [{ name: 'default', masquerade: {} }];
+    forged.spec.template.spec.networks = [{ name: 'default', pod: {} }];
+    const changed = structuredClone(forged);
+    changed.spec.template.spec.domain.devices.interfaces.push({ name: 'x', bridge: {} });
+    changed.spec.template.spec.networks.push({ name: 'x', multus: { networkName: 'x' } });
+    await h.post(MUTATE, review('UPDATE', changed, forged));
+    expect((await claims(h.db)).get(NIC)?.releaseConfirmedAt).toBeUndefined();
+    expect((await pinned('newcomer', NIC)).body.response.allowed).toBe(false);
+    note({
+      area: 'Releases',
+      case: 'A VM deleted before any reconcile (no uid on its claim), then an UPDATE forged with another uid and no NIC',
+      runs: '3 requests',
+      outcome: "the release recorded the DELETE's uid; the forged UPDATE confirmed nothing; another VM still denied",
     });
   });
 

@@ -438,7 +438,7 @@ describe('U6: a release by an UPDATE or DELETE is not a fact until the cluster s
         storedMacs: new Set(['02:00:00:00:00:81']),
       }),
       state({
-        '02:00:00:00:00:80': released({ releasedBy: 'UPDATE' }),
+        '02:00:00:00:00:80': released({ releasedBy: 'UPDATE', uid: 'u1' }),
         '02:00:00:00:00:81': claim('02:00:00:00:00:81', { state: 'bound', uid: 'u1' }),
       }),
       [],
@@ -446,6 +446,77 @@ describe('U6: a release by an UPDATE or DELETE is not a fact until the cluster s
     expect(result.kind === 'plan' && result.plan.confirmed).toEqual(['02:00:00:00:00:80']);
     const w = result.kind === 'plan' ? result.plan.writes.find((x) => x.path === 'macs/02:00:00:00:00:80') : undefined;
     expect(w).toMatchObject({ kind: 'update', data: { releaseConfirmedAt: NOW } });
+  });
+
+  it.each([
+    { name: 'recorded no uid', uid: undefined },
+    { name: 'recorded another uid', uid: 'u-genuine' },
+  ])('a later UPDATE confirms no release that $name (a forged UPDATE cannot free it)', ({ uid }) => {
+    const result = planClaims(
+      request([user('default', '02:00:00:00:00:81')], {
+        uid: 'u-forged',
+        uidRule: 'must-match',
+        leftovers: 'release',
+        storedMacs: new Set(['02:00:00:00:00:81']),
+      }),
+      state({
+        '02:00:00:00:00:80': released({ releasedBy: 'DELETE', ...(uid !== undefined ? { uid } : {}) }),
+        '02:00:00:00:00:81': claim('02:00:00:00:00:81', { state: 'pending' }),
+      }),
+      [],
+    );
+    expect(result.kind === 'plan' && result.plan.confirmed).toEqual([]);
+    const w = result.kind === 'plan' ? result.plan.writes.find((x) => x.path === 'macs/02:00:00:00:00:80') : undefined;
+    expect(w).toBeUndefined();
+  });
+
+  it('a release records the releasing uid and transaction timestamp on a claim that had no uid, and keeps a recorded one', () => {
+    const plan = planRelease(
+      {
+        owner: { cluster: 'c', namespace: 'ns', name: 'vm1', kind: 'vm' },
+        uid: 'u-delete',
+        requestUid: 'del',
+        timestamp: '2026-11-27T12:00:00.123456789Z',
+        now: NOW,
+        cooldownMs: 600_000,
+        storedMacs: new Set(['02:00:00:00:00:92', '02:00:00:00:00:93']),
+      },
+      state({
+        '02:00:00:00:00:92': claim('02:00:00:00:00:92', { state: 'pending' }),
+        '02:00:00:00:00:93': claim('02:00:00:00:00:93', { state: 'bound', uid: 'u-delete' }),
+      }),
+    );
+    const byPath = new Map(plan.writes.map((w) => [w.path, w.kind === 'update' ? w.data : {}]));
+    expect(byPath.get('macs/02:00:00:00:00:92')).toMatchObject({
+      uid: 'u-delete',
+      releasedBy: 'DELETE',
+      requestUid: 'del',
+      releaseTimestamp: '2026-11-27T12:00:00.123456789Z',
+    });
+    expect(byPath.get('macs/02:00:00:00:00:93')).toMatchObject({ uid: 'u-delete', releasedBy: 'DELETE' });
+  });
+
+  it("a pod's DELETE proves no release: what its annotation names or omits stays unconfirmed, nothing is confirmed", () => {
+    const plan = planRelease(
+      {
+        owner: { cluster: 'c', namespace: 'ns', name: 'pod1', kind: 'pod' },
+        uid: 'u1',
+        requestUid: 'del',
+        now: NOW,
+        cooldownMs: 600_000,
+        storedMacs: new Set(),
+        storedMacsTrusted: false,
+      },
+      state({
+        '02:00:00:00:00:94': claim('02:00:00:00:00:94', { kind: 'pod', name: 'pod1', state: 'bound', uid: 'u1' }),
+        '02:00:00:00:00:95': released({ kind: 'pod', name: 'pod1', releasedBy: 'DELETE', uid: 'u1' }),
+      }),
+    );
+    expect(plan.released).toEqual(['02:00:00:00:00:94']);
+    expect(plan.confirmed).toEqual([]);
+    const byPath = new Map(plan.writes.map((w) => [w.path, w.kind === 'update' ? w.data : {}]));
+    expect(byPath.get('macs/02:00:00:00:00:94')?.releaseConfirmedAt).toBeUndefined();
+    expect(byPath.has('macs/02:00:00:00:00:95')).toBe(false);
   });
 
   it('a DELETE leaves the MACs its VM carries unconfirmed and confirms the ones it does not', () => {

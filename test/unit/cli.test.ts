@@ -146,6 +146,7 @@ describe('statusText', () => {
     free: 252,
     utilizationPercent: 1.56,
     claims: { pending: 1, bound: 3, released: 3, other: 0, total: 7 },
+    unconfirmedReleases: 0,
     outsidePool: 1,
   };
 
@@ -160,6 +161,7 @@ describe('statusText', () => {
         'free          252',
         'utilization   1.56%',
         'claims        7 (pending 1, bound 3, released 3)',
+        'unconfirmed   0',
         'outside pool  1',
         '',
       ].join('\n'),
@@ -171,6 +173,9 @@ describe('statusText', () => {
     expect(withOther).toMatch(/^project {7}my-macpool\n/);
     expect(withOther).toContain('\nunreadable    2 (claims with an unknown state: taken)\n');
     expect(withOther).toContain('released 3, unknown state 2)');
+    expect(statusText({ ...status, unconfirmedReleases: 2 }, 'p')).toContain(
+      '\nunconfirmed   2 (released, not yet shown gone by the cluster: refused to explicit requests of others until a reconcile confirms or the cool-down ends)\n',
+    );
   });
 
   it('lists every range with what C5 drops from it, and every exclusion, one per line', () => {
@@ -212,6 +217,7 @@ describe('reconcileText', () => {
     rebound: 1,
     awaitingDeletion: 0,
     youngReleases: 0,
+    withheldConfirmations: 0,
     wrote: true,
     conflicts: 1,
     readPath: 'full',
@@ -240,6 +246,7 @@ describe('reconcileText', () => {
         'rebound     1 (released by a change the cluster never stored)',
         'deleting    0',
         'waiting     0',
+        'withheld    0',
         'conflicts   1 (changed meanwhile: the next run looks again)',
         'namespaces  0',
         'collisions  2',
@@ -248,6 +255,12 @@ describe('reconcileText', () => {
         'problem: item 3 (Pod p): not a VirtualMachine or Namespace, skipped',
         '',
       ].join('\n'),
+    );
+  });
+
+  it('says why releases were withheld', () => {
+    expect(reconcileText({ ...report, withheldConfirmations: 3 }, 'east')).toContain(
+      '\nwithheld    3 (releases left unconfirmed: the inventory lists no object of their kind; --force if the cluster has none)\n',
     );
   });
 

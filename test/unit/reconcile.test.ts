@@ -51,12 +51,12 @@ const inv = (
   macs: new Map(Object.entries(macs)),
 });
 
-function plan(
+function state(
   vms: InventoryVm[],
   claims: Record<string, Snapshot<ClaimDoc> | null>,
   labels: Record<string, Record<string, string>> = {},
-) {
-  const state: ReconcileState = {
+): ReconcileState {
+  return {
     cluster: 'c',
     now: NOW,
     settings: DEFAULT_SETTINGS,
@@ -64,7 +64,14 @@ function plan(
     labels: new Map(Object.entries(labels)),
     claims: new Map(Object.entries(claims)),
   };
-  return planReconcile(state);
+}
+
+function plan(
+  vms: InventoryVm[],
+  claims: Record<string, Snapshot<ClaimDoc> | null>,
+  labels: Record<string, Record<string, string>> = {},
+) {
+  return planReconcile(state(vms, claims, labels));
 }
 
 describe('parseInventory', () => {
@@ -215,7 +222,7 @@ describe('U6 in a reconcile: unconfirmed releases', () => {
   });
 
   it.each([
-    { name: 'the VM is gone', vms: [], confirmed: 1, rebound: 0, waiting: 0 },
+    { name: 'the VM is gone', vms: [inv('ns', 'other', {})], confirmed: 1, rebound: 0, waiting: 0 },
     { name: 'the VM is stored without the MAC', vms: [inv('ns', 'vm1', {})], confirmed: 1, rebound: 0, waiting: 0 },
     {
       name: 'the VM is stored carrying it (the change never happened)',
@@ -258,6 +265,31 @@ describe('U6 in a reconcile: unconfirmed releases', () => {
     // The VM listed carrying it is evidence at any age: binding only keeps the MAC reserved.
     const carried = plan([inv('ns', 'vm1', { default: M })], releasedBy('UPDATE', young));
     expect(carried.rebound).toBe(1);
+  });
+
+  it('R8: an inventory listing no VM at all confirms nothing (no evidence the VM is gone), unless forced', () => {
+    for (const by of ['UPDATE', 'DELETE'] as const) {
+      const p = plan([], releasedBy(by));
+      expect({ confirmed: p.confirmed, withheld: p.withheldConfirmations, writes: p.writes }).toEqual({
+        confirmed: 0,
+        withheld: 1,
+        writes: [],
+      });
+      const forced = planReconcile({ ...state([], releasedBy(by)), force: true });
+      expect({ confirmed: forced.confirmed, withheld: forced.withheldConfirmations }).toEqual({
+        confirmed: 1,
+        withheld: 0,
+      });
+    }
+  });
+
+  it('R8: a pod release is withheld by an inventory listing no pod, and confirmed by one listing other pods', () => {
+    const pod = releasedBy('DELETE', { kind: 'pod', name: 'p1' });
+    const none = planReconcile({ ...state([inv('ns', 'vm1', {})], pod), pods: [] });
+    expect({ confirmed: none.confirmed, withheld: none.withheldConfirmations }).toEqual({ confirmed: 0, withheld: 1 });
+    const other = { ...inv('ns', 'p2', {}), kind: 'pod' as const };
+    const some = planReconcile({ ...state([], pod), pods: [other] });
+    expect({ confirmed: some.confirmed, withheld: some.withheldConfirmations }).toEqual({ confirmed: 1, withheld: 0 });
   });
 
   it('confirmed releases are not touched', () => {
