@@ -155,9 +155,10 @@ function wholeNumber(value: string): number {
 }
 
 function positiveNumber(value: string): number {
-  const n = wholeNumber(value);
-  if (n === 0) throw new InvalidArgumentError('expected a whole number of 1 or more.');
-  return n;
+  if (!/^\d{1,9}$/.test(value) || Number(value) === 0) {
+    throw new InvalidArgumentError('expected a whole number of 1 or more.');
+  }
+  return Number(value);
 }
 
 function dnsLabel(what: string, pattern: RegExp) {
@@ -458,7 +459,7 @@ function statusCommand(program: Command): void {
     .addHelpText('after', examples('$ macpool status', '$ macpool status -o json'))
     .action(async (_o: object, cmd: Command) => {
       const result = await firestore(cmd, (s) => poolStatus(s, new Date()));
-      if (!result.ok) throw new Failure(`${result.reason}; fix it with macpool config set`);
+      if (!result.ok) throw new Failure(`${target()}: ${result.reason}; fix it with macpool config set`);
       for (const w of result.status.rangeWarnings) warn(w);
       if (json(cmd)) {
         const emulatorHost = process.env.FIRESTORE_EMULATOR_HOST;

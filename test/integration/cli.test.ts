@@ -460,15 +460,18 @@ describe('macpool status', () => {
     expect(status).toMatchObject({ free: 3, utilizationPercent: 25, inPool: { coolingDown: 1, released: 1 } });
   });
 
-  it('an invalid stored range is a failure naming the document and the reason', async () => {
+  it('an invalid stored range is a failure naming the Firestore, the document and the reason', async () => {
     const p = newProject();
     await seed(testDb(p), {
       'config/kubeMacPoolConfiguration': { rangeStart: '02:00:00:00:00:10', rangeEnd: '02:00:00:00:00:01' },
     });
     const r = await macpool(['status'], { project: p });
     expect(r.code).toBe(1);
+    const where = `${p} on the Firestore emulator at ${emulatorHost()}`.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     expect(errorLines(r.stderr)).toEqual([
-      expect.stringMatching(/^error: config\/kubeMacPoolConfiguration: rangeStart .* is greater than rangeEnd/),
+      expect.stringMatching(
+        new RegExp(`^error: ${where}: config/kubeMacPoolConfiguration: rangeStart .* is greater than rangeEnd`),
+      ),
     ]);
   });
 });
@@ -1215,6 +1218,12 @@ describe.concurrent('exit codes, usage and help', () => {
     {
       name: 'bad limit',
       args: ['claims', 'list', '--limit', '0'],
+      command: 'macpool claims list',
+      message: 'expected a whole number of 1 or more',
+    },
+    {
+      name: 'a limit that is not a number',
+      args: ['claims', 'list', '--limit', 'abc'],
       command: 'macpool claims list',
       message: 'expected a whole number of 1 or more',
     },
