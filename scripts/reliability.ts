@@ -35,6 +35,7 @@ const FILES: Record<string, string> = {
   'test/integration/roles.test.ts': 'Auth',
   'test/unit/auth-timing.test.ts': 'Auth',
   'test/integration/release.test.ts': 'Releases',
+  'test/integration/pods.test.ts': 'Releases',
 };
 const AREAS = ['Faults', 'Instances', 'Hostile input', 'Limits', 'Auth', 'Releases'];
 

@@ -3,6 +3,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { claims, documentCount, type Harness, startFunction } from '../support/harness.js';
+import { note } from '../support/record.js';
 import {
   example,
   macsOf,
@@ -496,5 +497,13 @@ describe('U6 and R8 for pods, on a pool of their own', () => {
     // Gone, beside the namespace's other pod: confirmed, and the VM gets it at once.
     expect((await h.post('/reconcile', unforced({ pods: [other] }))).body).toMatchObject({ confirmed: 1 });
     expect((await pinned()).body.response.allowed).toBe(true);
+    note({
+      area: 'Releases',
+      case: "A pod's DELETE with its networks annotation edited (no mac), then reconciles: terminating, an empty pod List, gone",
+      runs: '3 requests, 3 reconciles',
+      outcome:
+        'unconfirmed after the DELETE, while terminating and after the empty List (withheld); a VM got the MAC once ' +
+        "a reconcile listing the namespace's other pod saw it gone",
+    });
   });
 });

@@ -234,6 +234,12 @@ describe('U6: released, but not confirmed', () => {
     const res = await h.post(MUTATE, again);
     expect(res.body.response.allowed).toBe(true);
     expect((await claims(h.db)).get(NIC)).toMatchObject({ state: 'pending', name: 'web', namespace: 'lab' });
+    note({
+      area: 'Releases',
+      case: 'The same VM re-applied from its YAML (MACs pinned) right after its admitted DELETE',
+      runs: '2 requests',
+      outcome: 'allowed at once, both claims pending for the VM again; no cool-down, no reconcile',
+    });
   });
 
   it('macpool claims release --now confirms by hand: others may take the MAC at once', async () => {
@@ -245,6 +251,12 @@ describe('U6: released, but not confirmed', () => {
     expect(out.kind).toBe('released');
     expect((await claims(h.db)).get(NIC)).toMatchObject({ releasedBy: 'operator' });
     expect((await pinned('newcomer', NIC)).body.response.allowed).toBe(true);
+    note({
+      area: 'Releases',
+      case: 'An admitted DELETE, then an operator confirming it by hand (claims release --now)',
+      runs: '2 requests',
+      outcome: 'confirmed, releasedBy operator; another namespace got the MAC at once',
+    });
   });
 });
 
@@ -296,6 +308,12 @@ describe('R8: a reconcile is evidence only if its inventory is', () => {
     expect(dry.status).toBe(200);
     expect(dry.body).toMatchObject({ released: 1, unchanged: 19, wrote: false });
     expect(await snapshot()).toBe(before);
+    note({
+      area: 'Releases',
+      case: 'A dry-run reconcile (dryRun: true) of 19 of 20 stored VMs',
+      runs: '1 reconcile',
+      outcome: 'the full report (1 release, 19 unchanged), wrote: false, every claim byte for byte as before',
+    });
   });
 
   it('a wrapped body with an unknown field is a 400 naming what is allowed', async () => {
