@@ -568,7 +568,7 @@ function claimsCommands(program: Command): void {
             const unconfirmed = releaseUnconfirmed(outcome.claim);
             return printJson({ mac, state: 'released', unconfirmed, freeAt: outcome.freeAt, changed: false });
           }
-          if (releaseUnconfirmed(outcome.claim)) {
+          if (releaseUnconfirmed(outcome.claim) && outcome.freeAt.getTime() > Date.now()) {
             return out(
               `${mac} is already released by a ${outcome.claim.releasedBy}, not yet confirmed: the cluster has not shown ` +
                 `its ${outcome.claim.kind === 'pod' ? 'pod' : 'VM'} without it, so other explicit requests are refused ` +

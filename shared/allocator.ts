@@ -307,11 +307,13 @@ export function planClaims(req: ClaimRequest, state: ReadState, candidates: read
     for (const h of held.values()) {
       if (used.has(h.mac)) continue;
       released.push(h.mac);
+      // The stored VM (oldObject) not carrying the MAC proves the release only when the claim recorded the VM's uid
+      // and the request named it: otherwise oldObject is whatever the sender wrote (S5, U6).
       const cause = {
         by: 'UPDATE',
         timestamp,
         uid: req.uid,
-        ...(storedMacs.has(h.mac) ? {} : { confirmedAt: req.now }),
+        ...(storedMacs.has(h.mac) || h.uid === undefined ? {} : { confirmedAt: req.now }),
       } as const;
       writes.push(releaseWrite(h, h.version, requestUid, req.now, req.cooldownMs, cause));
     }
@@ -350,7 +352,7 @@ export interface ReleaseRequest {
   /** `oldObject.metadata.uid` of the DELETE. */
   readonly uid: string | undefined;
   readonly requestUid: string;
-  /** The DELETE's transaction timestamp (V11), recorded with the release when the request carried one. */
+  /** When the DELETE was admitted, in the transaction-timestamp format (V11), recorded with the release. */
   readonly timestamp?: string | undefined;
   readonly now: Date;
   readonly cooldownMs: number;
@@ -394,7 +396,8 @@ export function planRelease(req: ReleaseRequest, state: ReadState): ReleasePlan 
       by: 'DELETE',
       uid: req.uid,
       ...(req.timestamp !== undefined ? { timestamp: req.timestamp } : {}),
-      ...(!trusted || req.storedMacs.has(mac) ? {} : { confirmedAt: req.now }),
+      // As for an UPDATE: absence from oldObject is proof only for a claim whose recorded uid the DELETE named.
+      ...(!trusted || req.storedMacs.has(mac) || snap.data.uid === undefined ? {} : { confirmedAt: req.now }),
     } as const;
     writes.push(releaseWrite(snap.data, snap.version, req.requestUid, req.now, req.cooldownMs, cause));
   }

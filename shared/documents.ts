@@ -60,7 +60,7 @@ export const ClaimDocSchema = z.object({
   releasedAt: Time.optional(),
   /** What released the claim (U6): an admitted UPDATE or DELETE of its VM, a reconcile, or an operator. */
   releasedBy: z.enum(['UPDATE', 'DELETE', 'reconcile', 'operator']).optional(),
-  /** The transaction timestamp of the UPDATE that released the claim (V11). */
+  /** When the UPDATE or DELETE that released the claim was admitted, in the transaction-timestamp format (V11). */
   releaseTimestamp: z.string().optional(),
   /**
    * When the cluster was seen without the MAC on its VM (a reconcile, a later admission, or an operator). A release

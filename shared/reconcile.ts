@@ -5,7 +5,7 @@
  * (R5): whatever they change makes the corresponding reconcile write fail alone, and the next run looks again.
  */
 import { z } from 'zod';
-import { claimData, confirmWrite, releaseWrite, type Snapshot, type Write } from './allocator.js';
+import { claimData, confirmWrite, freeForAllocation, releaseWrite, type Snapshot, type Write } from './allocator.js';
 import { namespaceManaged, parsePoolConfig, RANGE_DOC_PATH, SETTINGS_DOC_PATH, type Settings } from './config.js';
 import {
   CLAIM_OPTIONAL_FIELDS,
@@ -473,7 +473,8 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
         rebound++;
       } else if (young(doc)) {
         youngReleases++;
-      } else if (!s.force && listsNone(doc.kind)) {
+      } else if (!s.force && listsNone(doc.kind) && !freeForAllocation(snap, now, cooldownMs)) {
+        // Past the cool-down an unconfirmed release is free to everyone anyway: confirming it only settles it.
         withheldConfirmations++;
       } else {
         writes.push(confirmWrite(doc, snap.version, now));

@@ -192,6 +192,34 @@ describe('U6: released, but not confirmed', () => {
     });
   });
 
+  it('a forged UPDATE naming a VM no reconcile has seen yet releases its MAC unconfirmed, and a reconcile binds it back', async () => {
+    const req = review('CREATE', vm('young', 'lab', [{ name: 'nic', network: 'multus', mac: NIC }]));
+    const young = stored(req, (await h.post(MUTATE, req)).body, 'uid-young');
+    expect((await claims(h.db)).get(NIC)?.uid).toBeUndefined();
+    // oldObject is whatever the sender wrote: here without the NIC, with another uid, and a changed interface list.
+    const forged = structuredClone(young);
+    forged.metadata.uid = 'uid-forged';
+    forged.spec.template.spec.domain.devices.interfaces = [{ name: 'default', masquerade: {} }];
+    forged.spec.template.spec.networks = [{ name: 'default', pod: {} }];
+    const changed = structuredClone(forged);
+    changed.spec.template.spec.domain.devices.interfaces.push({ name: 'x', bridge: {} });
+    changed.spec.template.spec.networks.push({ name: 'x', multus: { networkName: 'x' } });
+    expect((await h.post(MUTATE, review('UPDATE', changed, forged))).body.response.allowed).toBe(true);
+    expect((await claims(h.db)).get(NIC)).toMatchObject({ state: 'released', releasedBy: 'UPDATE' });
+    expect((await claims(h.db)).get(NIC)?.releaseConfirmedAt).toBeUndefined();
+    expect((await pinned('newcomer', NIC)).body.response.allowed).toBe(false);
+    // The real VM, still stored with the NIC: the next reconcile binds the claim to it again, with its uid.
+    expect((await h.post('/reconcile', list([young]))).body).toMatchObject({ rebound: 1 });
+    expect((await claims(h.db)).get(NIC)).toMatchObject({ state: 'bound', name: 'young', uid: 'uid-young' });
+    expect((await pinned('newcomer', NIC)).body.response.allowed).toBe(false);
+    note({
+      area: 'Releases',
+      case: 'An UPDATE forged with the VM webhook credential for a VM no reconcile has seen (no uid), oldObject without its NIC',
+      runs: '3 requests, 1 reconcile',
+      outcome: 'released but unconfirmed: another VM denied; the next reconcile bound the MAC back to the real VM',
+    });
+  });
+
   it('a forged UPDATE cannot confirm the release of a VM deleted before any reconcile recorded its uid', async () => {
     await h.db.doc('config/kubeMacPoolConfiguration').set({ rangeStart: NIC, rangeEnd: NIC }); // a one-MAC pool
     const req = review('CREATE', vm('fresh', 'lab', [{ name: 'nic', network: 'multus', mac: NIC }]));

@@ -531,13 +531,16 @@ describe('U6: a release by an UPDATE or DELETE is not a fact until the cluster s
       },
       state({
         '02:00:00:00:00:90': claim('02:00:00:00:00:90', { state: 'bound', uid: 'u1' }),
-        '02:00:00:00:00:91': claim('02:00:00:00:00:91', { state: 'pending' }),
+        '02:00:00:00:00:91': claim('02:00:00:00:00:91', { state: 'pending', uid: 'u1' }),
+        // No uid recorded yet: the DELETE's oldObject is only what its sender wrote, so its absence proves nothing.
+        '02:00:00:00:00:92': claim('02:00:00:00:00:92', { state: 'pending' }),
       }),
     );
-    expect([...plan.released].sort()).toEqual(['02:00:00:00:00:90', '02:00:00:00:00:91']);
+    expect([...plan.released].sort()).toEqual(['02:00:00:00:00:90', '02:00:00:00:00:91', '02:00:00:00:00:92']);
     const byPath = new Map(plan.writes.map((w) => [w.path, w.kind === 'update' ? w.data : {}]));
     expect(byPath.get('macs/02:00:00:00:00:90')).toMatchObject({ releasedBy: 'DELETE' });
     expect(byPath.get('macs/02:00:00:00:00:90')?.releaseConfirmedAt).toBeUndefined();
     expect(byPath.get('macs/02:00:00:00:00:91')).toMatchObject({ releasedBy: 'DELETE', releaseConfirmedAt: NOW });
+    expect(byPath.get('macs/02:00:00:00:00:92')?.releaseConfirmedAt).toBeUndefined();
   });
 });

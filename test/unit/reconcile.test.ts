@@ -283,6 +283,12 @@ describe('U6 in a reconcile: unconfirmed releases', () => {
     }
   });
 
+  it('R8: past its cool-down a release is confirmed even from an inventory listing nothing (it is free to all anyway)', () => {
+    const cooled = new Date(NOW.getTime() - (DEFAULT_SETTINGS.cooldownSeconds + 1) * 1000);
+    const p = plan([], releasedBy('DELETE', { releasedAt: cooled, updatedAt: cooled }));
+    expect({ confirmed: p.confirmed, withheld: p.withheldConfirmations }).toEqual({ confirmed: 1, withheld: 0 });
+  });
+
   it('R8: a pod release is withheld by an inventory listing no pod, and confirmed by one listing other pods', () => {
     const pod = releasedBy('DELETE', { kind: 'pod', name: 'p1' });
     const none = planReconcile({ ...state([inv('ns', 'vm1', {})], pod), pods: [] });
