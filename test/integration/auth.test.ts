@@ -146,23 +146,27 @@ describe('hostile credentials', () => {
 
   /** Credentials where no route takes one: the function answers 404 (or 401) and its log shows the path masked. */
   const MISPLACED = [
-    { name: 'behind a path prefix', path: `/base/t/${VM_A}${MUTATE}` },
-    { name: 'under an upper-case T', path: `/T/${VM_A}${MUTATE}` },
-    { name: 'in a second /t/ segment', path: `/t/${VM_A}/t/${roleCredential(TOKEN_A, 'reconcile')}/reconcile` },
-    { name: 'as the last segment', path: `${MUTATE}/${VM_A}` },
-    { name: 'the secret as a path of its own', path: `/${TOKEN_A}` },
+    { name: 'behind a path prefix', path: `/base/t/${VM_A}${MUTATE}`, masked: `/*/t/*${MUTATE}` },
+    { name: 'under an upper-case T', path: `/T/${VM_A}${MUTATE}`, masked: `/*/*${MUTATE}` },
+    {
+      name: 'in a second /t/ segment',
+      path: `/t/${VM_A}/t/${roleCredential(TOKEN_A, 'reconcile')}/reconcile`,
+      masked: '/t/*/reconcile',
+    },
+    { name: 'as the last segment', path: `${MUTATE}/${VM_A}`, masked: `${MUTATE}/*` },
+    { name: 'the secret as a path of its own', path: `/${TOKEN_A}`, masked: '/*' },
   ];
 
   it.each(MISPLACED)(
     'S1: a credential $name is refused, and the log and the answer show the path masked',
-    async ({ path }) => {
+    async ({ path, masked }) => {
       const req = review('CREATE', vm('misplaced', 'auth', [{ name: 'default' }]));
       const before = await claims(h.db);
       const res = await h.post(path, req);
       expect([401, 404]).toContain(res.status);
       expect(JSON.stringify(res.body)).not.toContain(VM_A.slice(0, 12));
       expect(JSON.stringify(res.body)).not.toContain(TOKEN_A.slice(0, 12));
-      expect(h.logs.at(-1)).toMatchObject({ path: expect.stringMatching(/^[/a-z*-]*$/) });
+      expect(h.logs.at(-1)).toMatchObject({ path: masked });
       expect(await claims(h.db)).toEqual(before);
     },
   );
