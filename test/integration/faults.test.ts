@@ -122,7 +122,8 @@ describe('Firestore faults through a proxy (F1)', () => {
           probes.push({ probe: await probing, cleared });
           const to = fleet.now();
           windows.push({ from, to });
-          const back = await waitFor(() => resumed(fleet, to), RESUME_WITHIN_MS);
+          // Waits past the bound, so a failure says how long resuming really took.
+          const back = await waitFor(() => resumed(fleet, to), 3 * RESUME_WITHIN_MS);
           resumeMs.push(back === undefined ? Infinity : back.at + back.ms - to);
           // Let late bytes (a delay still draining) and the requests they carry finish before the next cycle.
           await sleep(Math.max(2_000, fault !== 'flap' && fault.kind === 'delay' ? fault.ms + 1_000 : 0));
@@ -133,7 +134,7 @@ describe('Firestore faults through a proxy (F1)', () => {
       }
       try {
         expectCleanAnswers(fleet);
-        expect(resumeMs.every((ms) => ms <= RESUME_WITHIN_MS)).toBe(true);
+        expect(resumeMs.filter((ms) => ms > RESUME_WITHIN_MS).map(Math.round)).toEqual([]);
         const denied = fleet.exchanges.filter((e) => !allowed(e));
         if (denies === true) {
           // A request needing a MAC sent into the fault met it for its whole budget (the fault outlasts it), and
