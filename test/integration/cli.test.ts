@@ -628,6 +628,9 @@ describe('macpool config: several ranges and exclusions (C6)', () => {
       ],
     });
     expect(all.stderr).toContain('27 usable MACs');
+    // -o json shows the whole document as well.
+    const json = await macpool(['-o', 'json', 'config', 'get'], { project });
+    expect(JSON.parse(json.stdout)).toEqual(JSON.parse(all.stdout));
     const status = JSON.parse((await macpool(['status', '-o', 'json'], { project })).stdout);
     expect(status).toMatchObject({
       usable: 16 + 16 - 4 - 1,
