@@ -48,6 +48,21 @@ function withoutNic(object: any): any {
   return copy;
 }
 
+/**
+ * An UPDATE naming `object` as a holder of the VM webhook credential could send it: its oldObject (whatever the sender
+ * writes) has another uid and only the pod network, and the new object adds an interface, so the UPDATE is processed.
+ */
+function forgedUpdate(object: any): any {
+  const forged = structuredClone(object);
+  forged.metadata.uid = 'uid-forged';
+  forged.spec.template.spec.domain.devices.interfaces = [{ name: 'default', masquerade: {} }];
+  forged.spec.template.spec.networks = [{ name: 'default', pod: {} }];
+  const changed = structuredClone(forged);
+  changed.spec.template.spec.domain.devices.interfaces.push({ name: 'x', bridge: {} });
+  changed.spec.template.spec.networks.push({ name: 'x', multus: { networkName: 'x' } });
+  return review('UPDATE', changed, forged);
+}
+
 /** Another VM, in another namespace, asking for `mac` explicitly (a VM re-created from YAML, GitOps style). */
 const pinned = (name: string, mac: string) =>
   h.post(MUTATE, review('CREATE', vm(name, 'other', [{ name: 'nic', network: 'multus', mac }])));
@@ -196,15 +211,7 @@ describe('U6: released, but not confirmed', () => {
     const req = review('CREATE', vm('young', 'lab', [{ name: 'nic', network: 'multus', mac: NIC }]));
     const young = stored(req, (await h.post(MUTATE, req)).body, 'uid-young');
     expect((await claims(h.db)).get(NIC)?.uid).toBeUndefined();
-    // oldObject is whatever the sender wrote: here without the NIC, with another uid, and a changed interface list.
-    const forged = structuredClone(young);
-    forged.metadata.uid = 'uid-forged';
-    forged.spec.template.spec.domain.devices.interfaces = [{ name: 'default', masquerade: {} }];
-    forged.spec.template.spec.networks = [{ name: 'default', pod: {} }];
-    const changed = structuredClone(forged);
-    changed.spec.template.spec.domain.devices.interfaces.push({ name: 'x', bridge: {} });
-    changed.spec.template.spec.networks.push({ name: 'x', multus: { networkName: 'x' } });
-    expect((await h.post(MUTATE, review('UPDATE', changed, forged))).body.response.allowed).toBe(true);
+    expect((await h.post(MUTATE, forgedUpdate(young))).body.response.allowed).toBe(true);
     expect((await claims(h.db)).get(NIC)).toMatchObject({ state: 'released', releasedBy: 'UPDATE' });
     expect((await claims(h.db)).get(NIC)?.releaseConfirmedAt).toBeUndefined();
     expect((await pinned('newcomer', NIC)).body.response.allowed).toBe(false);
@@ -231,14 +238,7 @@ describe('U6: released, but not confirmed', () => {
     expect((await claims(h.db)).get(NIC)?.releaseTimestamp).toMatch(/^2026-11-27T/);
 
     // A holder of the VM webhook credential sends an UPDATE naming the VM, with another uid and no NIC.
-    const forged = structuredClone(fresh);
-    forged.metadata.uid = 'uid-forged';
-    forged.spec.template.spec.domain.devices.interfaces = [{ name: 'default', masquerade: {} }];
-    forged.spec.template.spec.networks = [{ name: 'default', pod: {} }];
-    const changed = structuredClone(forged);
-    changed.spec.template.spec.domain.devices.interfaces.push({ name: 'x', bridge: {} });
-    changed.spec.template.spec.networks.push({ name: 'x', multus: { networkName: 'x' } });
-    await h.post(MUTATE, review('UPDATE', changed, forged));
+    await h.post(MUTATE, forgedUpdate(fresh));
     expect((await claims(h.db)).get(NIC)?.releaseConfirmedAt).toBeUndefined();
     expect((await pinned('newcomer', NIC)).body.response.allowed).toBe(false);
     note({
