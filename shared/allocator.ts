@@ -165,8 +165,17 @@ function uidRefuses(doc: ClaimDoc, uid: string | undefined, rule: UidRule): bool
 }
 
 /**
- * U6: the releases of this VM that the request's `oldObject` (the stored VM) shows to be true: released by an
- * UPDATE or DELETE, not confirmed yet, recorded for this very uid, and the stored VM no longer carries the MAC.
+ * U6, S5: whether a request's `oldObject` (the stored VM, as the request says) shows that VM no longer carries the
+ * claim's MAC. Only for a claim that recorded the VM's uid and a request that names it: otherwise `oldObject` is
+ * whatever the sender wrote (a holder of the VM webhook credential, for a VM no reconcile has seen yet).
+ */
+function shownWithout(doc: ClaimDoc, uid: string | undefined, storedMacs: ReadonlySet<string>): boolean {
+  return doc.uid !== undefined && doc.uid === uid && !storedMacs.has(doc.mac);
+}
+
+/**
+ * U6: the releases of this VM that the request's `oldObject` shows to be true: released by an UPDATE or DELETE, not
+ * confirmed yet, and shown without the MAC (shownWithout).
  */
 function confirmations(
   state: ReadState,
@@ -179,9 +188,7 @@ function confirmations(
   const confirmed: string[] = [];
   for (const [mac, snap] of state.claims) {
     if (!snap || snap.data === 'corrupt' || !releaseUnconfirmed(snap.data) || !ownedBy(snap.data, owner)) continue;
-    // Only the VM the release recorded can show it true: a claim with no recorded uid waits for a reconcile, so an
-    // UPDATE forged with the VM webhook credential cannot free a MAC a deleted VM's VMI may still carry.
-    if (storedMacs.has(mac) || snap.data.uid === undefined || snap.data.uid !== uid) continue;
+    if (!shownWithout(snap.data, uid, storedMacs)) continue;
     confirmed.push(mac);
     writes.push(confirmWrite(snap.data, snap.version, now));
   }
@@ -307,13 +314,11 @@ export function planClaims(req: ClaimRequest, state: ReadState, candidates: read
     for (const h of held.values()) {
       if (used.has(h.mac)) continue;
       released.push(h.mac);
-      // The stored VM (oldObject) not carrying the MAC proves the release only when the claim recorded the VM's uid
-      // and the request named it: otherwise oldObject is whatever the sender wrote (S5, U6).
       const cause = {
         by: 'UPDATE',
         timestamp,
         uid: req.uid,
-        ...(storedMacs.has(h.mac) || h.uid === undefined ? {} : { confirmedAt: req.now }),
+        ...(shownWithout(h, req.uid, storedMacs) ? { confirmedAt: req.now } : {}),
       } as const;
       writes.push(releaseWrite(h, h.version, requestUid, req.now, req.cooldownMs, cause));
     }
@@ -396,8 +401,7 @@ export function planRelease(req: ReleaseRequest, state: ReadState): ReleasePlan 
       by: 'DELETE',
       uid: req.uid,
       ...(req.timestamp !== undefined ? { timestamp: req.timestamp } : {}),
-      // As for an UPDATE: absence from oldObject is proof only for a claim whose recorded uid the DELETE named.
-      ...(!trusted || req.storedMacs.has(mac) || snap.data.uid === undefined ? {} : { confirmedAt: req.now }),
+      ...(trusted && shownWithout(snap.data, req.uid, req.storedMacs) ? { confirmedAt: req.now } : {}),
     } as const;
     writes.push(releaseWrite(snap.data, snap.version, req.requestUid, req.now, req.cooldownMs, cause));
   }
