@@ -103,7 +103,7 @@ export type ReleaseCause = NonNullable<ClaimDoc['releasedBy']>;
  * A release not yet shown by the cluster (U6): made by an admitted UPDATE or DELETE that the API server may not
  * have stored, or whose VM may still be shutting down. Releases from before this field existed count as confirmed.
  */
-export function releaseUnconfirmed(doc: ClaimDoc): boolean {
+export function releaseUnconfirmed(doc: Pick<ClaimDoc, 'state' | 'releasedBy' | 'releaseConfirmedAt'>): boolean {
   return (
     doc.state === 'released' &&
     (doc.releasedBy === 'UPDATE' || doc.releasedBy === 'DELETE') &&
@@ -113,12 +113,7 @@ export function releaseUnconfirmed(doc: ClaimDoc): boolean {
 
 /** R7: a claim a reconcile must read on every run: pending, or released without confirmation (U6). */
 export function unsettled(doc: Pick<ClaimDoc, 'state' | 'releasedBy' | 'releaseConfirmedAt'>): boolean {
-  return (
-    doc.state === 'pending' ||
-    (doc.state === 'released' &&
-      (doc.releasedBy === 'UPDATE' || doc.releasedBy === 'DELETE') &&
-      doc.releaseConfirmedAt === undefined)
-  );
+  return doc.state === 'pending' || releaseUnconfirmed(doc);
 }
 
 export function claimPath(mac: string): string {
