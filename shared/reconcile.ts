@@ -327,6 +327,11 @@ export interface ReconcilePlan {
    * cool-down still frees them) unless the run is forced.
    */
   readonly withheldConfirmations: number;
+  /**
+   * R8: whether the inventory lists no object of a kind at all (pods: none running nor finished, in an inventory
+   * that covers pods): no evidence that one of them is gone.
+   */
+  readonly listsNoneOf: Readonly<Record<OwnerKind, boolean>>;
   /** R8: bound claims of the cluster, and how many of them this plan releases (in all, and of each kind). */
   readonly boundClaims: number;
   readonly releasingBound: number;
@@ -441,9 +446,10 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
         : undefined
       : sameNamespace.find((c) => c.vm.name === doc.name);
   };
-  // An inventory listing no object of a kind is no evidence that one of them is gone (R8).
-  const listsNone = (kind: OwnerKind) =>
-    kind === 'pod' ? (s.pods?.length ?? 0) + (s.finishedPods?.size ?? 0) === 0 : s.vms.length === 0;
+  const listsNoneOf = {
+    vm: s.vms.length === 0,
+    pod: coversPods && (s.pods?.length ?? 0) + (s.finishedPods?.size ?? 0) === 0,
+  };
   // Evidence about a claim changed less than the wait time ago is not trusted: the inventory may predate it.
   const young = (doc: ClaimDoc) => now.getTime() - doc.updatedAt.getTime() < waitMs;
 
@@ -473,7 +479,7 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
         rebound++;
       } else if (young(doc)) {
         youngReleases++;
-      } else if (!s.force && listsNone(doc.kind) && !freeForAllocation(snap, now, cooldownMs)) {
+      } else if (!s.force && listsNoneOf[doc.kind] && !freeForAllocation(snap, now, cooldownMs)) {
         // Past the cool-down an unconfirmed release is free to everyone anyway: confirming it only settles it.
         withheldConfirmations++;
       } else {
@@ -550,6 +556,7 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
     awaitingDeletion,
     youngReleases,
     withheldConfirmations,
+    listsNoneOf,
     boundClaims: s.boundTotal ?? boundClaims,
     releasingBound: releasingBoundOf.vm + releasingBoundOf.pod,
     releasingBoundOf,
@@ -562,15 +569,15 @@ export function planReconcile(s: ReconcileState): ReconcilePlan {
  * inventory (a wrong kubectl context, a forgotten `-A`) releasing any bound claim, or one releasing more than
  * `percent` of the cluster's bound claims, is refused unless forced.
  */
-export function distrust(plan: ReconcilePlan, vms: number, percent: number, pods = 1): string | undefined {
+export function distrust(plan: ReconcilePlan, percent: number): string | undefined {
   if (plan.releasingBound === 0) return undefined;
-  if (vms === 0 && plan.releasingBoundOf.vm > 0) {
+  if (plan.listsNoneOf.vm && plan.releasingBoundOf.vm > 0) {
     return (
       `the inventory lists no VirtualMachine, yet it would release ${plan.releasingBoundOf.vm} bound claims: ` +
       'check the kubectl context and that the list was taken with -A'
     );
   }
-  if (pods === 0 && plan.releasingBoundOf.pod > 0) {
+  if (plan.listsNoneOf.pod && plan.releasingBoundOf.pod > 0) {
     return (
       `the inventory lists no pod on a Multus network, yet it would release ${plan.releasingBoundOf.pod} bound pod ` +
       'claims: check the kubectl context and that the pods were listed with -A'
@@ -736,14 +743,7 @@ export async function reconcile(
   );
   const full = read.path === 'full';
 
-  const refused = options.force
-    ? undefined
-    : distrust(
-        plan,
-        inventory.vms.length,
-        settings.releaseGuardPercent,
-        inventory.pods === undefined ? 1 : inventory.pods.length + inventory.finishedPods.size,
-      );
+  const refused = options.force ? undefined : distrust(plan, settings.releaseGuardPercent);
   const wrote = refused === undefined && (options.mode ?? 'commit') === 'commit';
   const writes = wrote ? [...plan.writes, ...fingerprints, ...namespaceWrites] : [];
   if (refused !== undefined) {

@@ -327,7 +327,7 @@ describe('R8: an inventory is evidence only if it looks whole', () => {
   ])('$name', ({ listed, claims, refused }) => {
     const vms = vmsCarrying(listed, 0);
     const p = plan(vms, boundClaims(claims));
-    const reason = distrust(p, vms.length, 10);
+    const reason = distrust(p, 10);
     if (refused === undefined) expect(reason).toBeUndefined();
     else expect(reason).toContain(refused);
   });
@@ -335,6 +335,6 @@ describe('R8: an inventory is evidence only if it looks whole', () => {
   it('pending claims of VMs that never persisted do not count against the inventory', () => {
     const p = plan([], { '02:00:00:00:02:00': claim('02:00:00:00:02:00') });
     expect(p.released).toBe(1);
-    expect(distrust(p, 0, 10)).toBeUndefined();
+    expect(distrust(p, 10)).toBeUndefined();
   });
 });
