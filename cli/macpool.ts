@@ -149,13 +149,16 @@ function firestore<T>(cmd: Command, work: (store: Store) => Promise<T>): Promise
 
 // Parsers of option and argument values: a value they refuse is a usage error (exit 2).
 
+/** A whole number as an option value: digits only, small enough to be exact. */
+const WHOLE_NUMBER = /^\d{1,9}$/;
+
 function wholeNumber(value: string): number {
-  if (!/^\d{1,9}$/.test(value)) throw new InvalidArgumentError('expected a whole number of 0 or more.');
+  if (!WHOLE_NUMBER.test(value)) throw new InvalidArgumentError('expected a whole number of 0 or more.');
   return Number(value);
 }
 
 function positiveNumber(value: string): number {
-  if (!/^\d{1,9}$/.test(value) || Number(value) === 0) {
+  if (!WHOLE_NUMBER.test(value) || Number(value) === 0) {
     throw new InvalidArgumentError('expected a whole number of 1 or more.');
   }
   return Number(value);
@@ -563,12 +566,11 @@ function claimsCommands(program: Command): void {
         case 'corrupt':
         case 'conflict':
           throw new Failure(releaseFailureMessage(outcome));
-        case 'already-released':
-          if (json(cmd)) {
-            const unconfirmed = releaseUnconfirmed(outcome.claim);
+        case 'already-released': {
+          const unconfirmed = releaseUnconfirmed(outcome.claim);
+          if (json(cmd))
             return printJson({ mac, state: 'released', unconfirmed, freeAt: outcome.freeAt, changed: false });
-          }
-          if (releaseUnconfirmed(outcome.claim) && outcome.freeAt.getTime() > Date.now()) {
+          if (unconfirmed && outcome.freeAt.getTime() > Date.now()) {
             return out(
               `${mac} is already released by a ${outcome.claim.releasedBy}, not yet confirmed: the cluster has not shown ` +
                 `its ${outcome.claim.kind === 'pod' ? 'pod' : 'VM'} without it, so other explicit requests are refused ` +
@@ -578,6 +580,7 @@ function claimsCommands(program: Command): void {
           return out(
             `${mac} is already released; automatic allocation may hand it out from ${timestamp(outcome.freeAt)}\n`,
           );
+        }
         case 'released': {
           const p = outcome.previous;
           if (p.state !== 'released') {
