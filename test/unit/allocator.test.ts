@@ -544,3 +544,112 @@ describe('U6: a release by an UPDATE or DELETE is not a fact until the cluster s
     expect(byPath.get('macs/02:00:00:00:00:92')?.releaseConfirmedAt).toBeUndefined();
   });
 });
+
+describe('U6, S5 over every input: an admission confirms a release only with the uid the claim recorded', () => {
+  const MACS = ['02:00:00:00:00:e0', '02:00:00:00:00:e1', '02:00:00:00:00:e2', '02:00:00:00:00:e3'];
+  const UIDS = [undefined, 'uid-a', 'uid-b'];
+  const claimArb = (m: string) =>
+    fc
+      .record({
+        state: fc.constantFrom('pending', 'bound', 'released'),
+        uid: fc.constantFrom(...UIDS),
+        releasedBy: fc.constantFrom(undefined, 'UPDATE', 'DELETE', 'reconcile', 'operator'),
+        confirmed: fc.boolean(),
+        name: fc.constantFrom('vm1', 'other', ''),
+        kind: fc.constantFrom('vm', 'pod'),
+        interface: fc.constantFrom('a', 'b'),
+      })
+      .map((c) =>
+        claim(m, {
+          state: c.state,
+          ...(c.uid !== undefined ? { uid: c.uid } : {}),
+          ...(c.state === 'released' && c.releasedBy !== undefined ? { releasedBy: c.releasedBy } : {}),
+          ...(c.state === 'released' ? { releasedAt: new Date(NOW.getTime() - 60_000) } : {}),
+          ...(c.state === 'released' && c.confirmed ? { releaseConfirmedAt: NOW } : {}),
+          name: c.name,
+          kind: c.kind,
+          interface: c.interface,
+        }),
+      );
+  const claimsArb = fc.tuple(...MACS.map((m) => fc.option(claimArb(m), { nil: undefined })));
+  const requestArb = fc.record({
+    uid: fc.constantFrom(...UIDS),
+    stored: fc.subarray(MACS),
+    kind: fc.constantFrom('vm', 'pod'),
+    keep: fc.subarray(MACS),
+    trusted: fc.boolean(),
+  });
+  const toState = (claims: (Snapshot<ClaimDoc> | undefined)[]) =>
+    state(Object.fromEntries(claims.flatMap((c, i) => (c ? [[MACS[i]!, c]] : []))));
+
+  /** Every write that sets releaseConfirmedAt must be for a claim whose recorded uid the request named, absent from oldObject. */
+  function expectOnlyProvenConfirmations(
+    writes: readonly { path: string; kind: string; data?: Record<string, unknown> }[],
+    before: ReadState,
+    uid: string | undefined,
+    stored: ReadonlySet<string>,
+    trusted: boolean,
+  ) {
+    for (const w of writes) {
+      if (w.kind !== 'update' || w.data?.releaseConfirmedAt === undefined) continue;
+      const m = w.path.slice('macs/'.length);
+      const prior = before.claims.get(m);
+      const doc = prior && prior.data !== 'corrupt' ? prior.data : undefined;
+      expect({ m, trusted, recorded: doc?.uid, stored: stored.has(m) }).toEqual({
+        m,
+        trusted: true,
+        recorded: uid ?? '(a uid)',
+        stored: false,
+      });
+    }
+  }
+
+  it('UPDATE (planClaims, leftovers released)', () => {
+    fc.assert(
+      fc.property(claimsArb, requestArb, (claims, req) => {
+        const before = toState(claims);
+        const storedMacs = new Set(req.stored);
+        const result = planClaims(
+          request(
+            req.keep.map((m, i) => user(`k${i}`, m, i)),
+            {
+              owner: { cluster: 'c', namespace: 'ns', name: 'vm1', kind: req.kind },
+              uidRule: 'must-match',
+              leftovers: 'release',
+              storedMacs,
+              ...(req.uid !== undefined ? { uid: req.uid } : {}),
+            },
+          ),
+          before,
+          [],
+        );
+        if (result.kind !== 'plan') return;
+        expectOnlyProvenConfirmations(result.plan.writes, before, req.uid, storedMacs, true);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('DELETE (planRelease), for VMs and for pods (whose oldObject proves nothing)', () => {
+    fc.assert(
+      fc.property(claimsArb, requestArb, (claims, req) => {
+        const before = toState(claims);
+        const storedMacs = new Set(req.stored);
+        const plan = planRelease(
+          {
+            owner: { cluster: 'c', namespace: 'ns', name: 'vm1', kind: req.kind },
+            uid: req.uid,
+            requestUid: 'del',
+            now: NOW,
+            cooldownMs: 600_000,
+            storedMacs,
+            storedMacsTrusted: req.trusted,
+          },
+          before,
+        );
+        expectOnlyProvenConfirmations(plan.writes, before, req.uid, storedMacs, req.trusted);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+});

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import type { Snapshot, Version } from '../../shared/allocator.js';
 import { DEFAULT_SETTINGS } from '../../shared/config.js';
 import type { ClaimDoc } from '../../shared/documents.js';
@@ -336,5 +337,61 @@ describe('R8: an inventory is evidence only if it looks whole', () => {
     const p = plan([], { '02:00:00:00:02:00': claim('02:00:00:00:02:00') });
     expect(p.released).toBe(1);
     expect(distrust(p, 10)).toBeUndefined();
+  });
+});
+
+describe('R8, U6 over every input: an inventory that lists no object of a kind frees none of its cooling releases', () => {
+  const COOLDOWN_S = DEFAULT_SETTINGS.cooldownSeconds;
+  const releaseArb = (i: number) =>
+    fc
+      .record({
+        kind: fc.constantFrom('vm', 'pod'),
+        by: fc.constantFrom('UPDATE', 'DELETE'),
+        ageS: fc.integer({ min: 0, max: 2 * COOLDOWN_S }),
+        uid: fc.constantFrom(undefined, 'u1'),
+      })
+      .map(({ kind, by, ageS, uid }) => {
+        const m = `02:00:00:00:03:${i.toString(16).padStart(2, '0')}`;
+        const at = new Date(NOW.getTime() - ageS * 1000);
+        return [
+          m,
+          claim(m, {
+            kind,
+            name: `o${i}`,
+            state: 'released',
+            releasedBy: by,
+            releasedAt: at,
+            updatedAt: at,
+            ...(uid !== undefined ? { uid } : {}),
+          }),
+        ] as const;
+      });
+  const claimsArb = fc
+    .integer({ min: 1, max: 8 })
+    .chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => releaseArb(i))));
+
+  it('unforced: no release still cooling down is confirmed for a kind the inventory lists none of; forced, none is withheld', () => {
+    fc.assert(
+      fc.property(claimsArb, fc.boolean(), fc.boolean(), fc.boolean(), (entries, listVm, coverPods, listPod) => {
+        const claims = Object.fromEntries(entries);
+        const vms = listVm ? [inv('ns', 'bystander', {})] : [];
+        const pods = coverPods
+          ? listPod
+            ? [{ ...inv('ns', 'pod-bystander', {}), kind: 'pod' as const }]
+            : []
+          : undefined;
+        const base = { ...state(vms, claims), ...(pods !== undefined ? { pods } : {}) };
+        const p = planReconcile(base);
+        const confirmedPaths = new Set(p.writes.map((w) => w.path));
+        for (const [m, snap] of entries) {
+          const doc = snap.data as ClaimDoc;
+          const cooling = NOW.getTime() - doc.releasedAt!.getTime() < COOLDOWN_S * 1000;
+          const listsNone = doc.kind === 'vm' ? !listVm : pods !== undefined && pods.length === 0;
+          if (cooling && listsNone) expect(confirmedPaths.has(`macs/${m}`)).toBe(false);
+        }
+        expect(planReconcile({ ...base, force: true }).withheldConfirmations).toBe(0);
+      }),
+      { numRuns: 1_000 },
+    );
   });
 });
